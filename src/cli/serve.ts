@@ -1,0 +1,48 @@
+/**
+ * `cinode serve`: runs the allocation backend until SIGTERM or SIGINT; SIGHUP reloads the
+ * configuration.
+ */
+import { pino } from 'pino';
+import { ConfigError } from '../config/config.js';
+import { startServer } from '../server/runtime.js';
+
+export interface ServeOptions {
+  config: string;
+  listen?: string;
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) throw new Error(`--listen: ${JSON.stringify(text)} is not HOST:PORT (e.g. 127.0.0.1:8080)`);
+  return { host: (match[1] ?? match[2])!, port };
+}
+
+export async function serve(options: ServeOptions): Promise<void> {
+  const logger = pino({ base: { service: 'cinode' } });
+  let server;
+  try {
+    server = await startServer({
+      configPath: options.config,
+      logger,
+      listen: options.listen ? parseListen(options.listen) : undefined,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`cinode: the configuration has problems; the server did not start:\n${error.message}\n`);
+    } else {
+      process.stderr.write(`cinode: could not start: ${error instanceof Error ? error.message : String(error)}\n`);
+    }
+    process.exitCode = 2;
+    return;
+  }
+  process.stderr.write(`cinode listening on ${server.url}\n`);
+  const running = server;
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    void running.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => void running.reload());
+}

@@ -1,0 +1,47 @@
+/**
+ * What the configuration declares, as the core needs it per request: projects by key hash, and
+ * the pools that can serve a ver/arch/flavor. Replaced whole when the configuration is reloaded.
+ */
+import { createHash } from 'node:crypto';
+import type { Pool, Project } from './model.js';
+
+export interface Defaults {
+  ver: string;
+  arch: string;
+  /** The flavor that serves a request without one, per arch, where no flavorless pool exists. */
+  defaultFlavor: Record<string, string>;
+}
+
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+export class Catalog {
+  private readonly projectsByKeyHash: Map<string, Project>;
+
+  constructor(
+    projects: ReadonlyArray<Project & { keyHash: string }>,
+    readonly pools: readonly Pool[],
+    readonly defaults: Defaults,
+  ) {
+    this.projectsByKeyHash = new Map(projects.map((p) => [p.keyHash, { id: p.id, name: p.name, policy: p.policy }]));
+  }
+
+  /** The project an API key belongs to. Keys are compared by hash only. */
+  projectForKey(key: string): Project | undefined {
+    return this.projectsByKeyHash.get(hashKey(key));
+  }
+
+  /**
+   * The pools serving a request. Without a flavor: the flavorless pools of the ver/arch, else the
+   * pools of the arch's default flavor (legacy: `tiny` on aarch64 and ppc64le).
+   */
+  poolsFor(ver: string, arch: string, flavor: string | undefined): Pool[] {
+    const matching = (f: string | null) => this.pools.filter((p) => p.ver === ver && p.arch === arch && p.flavor === f);
+    if (flavor !== undefined) return matching(flavor);
+    const flavorless = matching(null);
+    if (flavorless.length > 0) return flavorless;
+    const fallback = this.defaults.defaultFlavor[arch];
+    return fallback === undefined ? [] : matching(fallback);
+  }
+}

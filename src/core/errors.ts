@@ -1,0 +1,45 @@
+/**
+ * What can go wrong in a call, as the allocation domain sees it. The server maps each kind to the
+ * status and legacy body of SPEC.md; the core never speaks HTTP.
+ */
+export type CinodeErrorKind =
+  | 'invalid-key' // 403 Invalid duffy key
+  | 'bad-request' // 400, a malformed parameter
+  | 'invalid-session' // 403 Invalid session ID
+  | 'not-active' // 409 Session S is not active
+  | 'node-not-in-session' // 400 Node H is not in session S
+  | 'policy' // 403, a policy or quota forbids it
+  | 'no-pool' // 400 No pool serves ...
+  | 'count-too-large' // 400 count N exceeds ...
+  | 'rate-limit' // 429 with Retry-After
+  | 'capacity' // 503 Insufficient Nodes in READY State, with Retry-After
+  | 'unavailable'; // 503, the database cannot be reached
+
+export class CinodeError extends Error {
+  constructor(
+    readonly kind: CinodeErrorKind,
+    message: string,
+    /** Seconds the caller should wait before trying again (rate limit, capacity). */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+    this.name = 'CinodeError';
+  }
+}
+
+export const INVALID_KEY_MESSAGE = 'Invalid duffy key';
+export const INVALID_SESSION_MESSAGE = 'Invalid session ID';
+export const CAPACITY_MESSAGE = 'Insufficient Nodes in READY State';
+
+export function badRequest(message: string): CinodeError {
+  return new CinodeError('bad-request', message);
+}
+export function invalidKey(): CinodeError {
+  return new CinodeError('invalid-key', INVALID_KEY_MESSAGE);
+}
+export function invalidSession(): CinodeError {
+  return new CinodeError('invalid-session', INVALID_SESSION_MESSAGE);
+}
+export function notActive(ssid: string): CinodeError {
+  return new CinodeError('not-active', `Session ${ssid} is not active`);
+}

@@ -1,0 +1,66 @@
+/**
+ * The reaper: ends sessions whose expiry has passed (end reason `expired`) and sends their nodes
+ * to reclaim. It looks every `intervalMs`; sessions that never expire are never reaped by time.
+ */
+import type { Store } from '../store/store.js';
+
+/** Sessions ended per transaction: big enough to reap thousands fast, small enough to keep locks short. */
+const REAP_BATCH = 1000;
+
+export interface ReaperDeps {
+  store: Store;
+  clock: () => number;
+  intervalMs: number;
+  /** Called after sessions were ended, so their nodes' reclaim starts at once. */
+  onRelease: () => void;
+  onError: (error: unknown) => void;
+}
+
+export class Reaper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<number> | undefined;
+
+  constructor(private readonly deps: ReaperDeps) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), this.deps.intervalMs);
+    void this.tick();
+  }
+
+  /** Stops looking, and waits for a pass under way. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.running) return;
+    try {
+      await this.reapOnce();
+    } catch (error) {
+      this.deps.onError(error);
+    }
+  }
+
+  /** Ends every session expired by now; returns how many. */
+  reapOnce(): Promise<number> {
+    if (this.running) return this.running;
+    this.running = this.reapAll().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async reapAll(): Promise<number> {
+    const now = this.deps.clock();
+    let total = 0;
+    for (;;) {
+      const ended = await this.deps.store.transaction((tx) => tx.expireSessions(now, REAP_BATCH));
+      total += ended;
+      if (ended < REAP_BATCH) break;
+    }
+    if (total > 0) this.deps.onRelease();
+    return total;
+  }
+}

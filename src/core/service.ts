@@ -1,0 +1,377 @@
+/**
+ * The allocation domain: every call of SPEC.md as a method, each one transaction. It speaks in
+ * projects, sessions and nodes; the server turns its results and CinodeErrors into HTTP.
+ */
+import type { Catalog } from './catalog.js';
+import { formatDuration, NEVER, type Lifetime } from './duration.js';
+import { badRequest, CAPACITY_MESSAGE, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
+import { LEGACY_STATE_NAMES, type Node, type Project, type ProjectPolicy, type Session } from './model.js';
+import type { Store, StoreTx } from '../store/store.js';
+
+/** Seconds a caller is told to wait when no node is ready. */
+export const CAPACITY_RETRY_AFTER_SECONDS = 10;
+
+export interface ServiceDeps {
+  store: Store;
+  catalog: () => Catalog;
+  /** Milliseconds since the epoch. */
+  clock: () => number;
+  newSsid: () => string;
+  /** Called after a commit that sent nodes to reclaim, so reclaim starts at once. */
+  onRelease: () => void;
+}
+
+export interface NodeGetRequest {
+  ver?: string;
+  arch?: string;
+  flavor?: string;
+  count?: number;
+  ssid?: string;
+}
+
+export interface SessionGetRequest {
+  alias?: string;
+  lifetime?: Lifetime;
+}
+
+export interface HostView {
+  hostname: string;
+  ip: string | null;
+  state: string;
+  ver: string;
+  arch: string;
+  flavor: string | null;
+}
+
+export interface SessionView {
+  ssid: string;
+  alias: string | null;
+  state: 'active' | 'done';
+  created_at: string;
+  expires_at: string | null;
+  ended_at: string | null;
+  end_reason: string | null;
+  hosts: HostView[];
+}
+
+export interface SessionGetResult {
+  ssid: string;
+  alias: string | null;
+  hosts: string[];
+  expires_at: string | null;
+  created: boolean;
+}
+
+/** One row of the unkeyed legacy inventory. */
+export type InventoryRow = [
+  id: number,
+  hostname: string,
+  ip: string | null,
+  chassis: string | null,
+  used_count: number,
+  state: string,
+  comment: string | null,
+  distro: string | null,
+  rel: string | null,
+  ver: string,
+  arch: string,
+  pool: number,
+  console_port: number | null,
+  flavor: string | null,
+];
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+function hostView(node: Node): HostView {
+  return { hostname: node.hostname, ip: node.ip, state: node.state, ver: node.ver, arch: node.arch, flavor: node.flavor };
+}
+
+function sessionView(session: Session, nodes: readonly Node[]): SessionView {
+  return {
+    ssid: session.ssid,
+    alias: session.alias,
+    state: session.state,
+    created_at: iso(session.createdAt)!,
+    expires_at: iso(session.expiresAt),
+    ended_at: iso(session.endedAt),
+    end_reason: session.endReason,
+    hosts: nodes.map(hostView),
+  };
+}
+
+export class AllocationService {
+  constructor(private readonly deps: ServiceDeps) {}
+
+  /** The project of an API key; an empty or unknown key is refused alike. */
+  authenticate(key: string | undefined): Project {
+    const project = key ? this.deps.catalog().projectForKey(key) : undefined;
+    if (!project) throw invalidKey();
+    return project;
+  }
+
+  /** `/Node/get`: a new session with `count` nodes, or `count` more nodes in a live session. */
+  async getNodes(project: Project, request: NodeGetRequest): Promise<{ hosts: string[]; ssid: string }> {
+    const catalog = this.deps.catalog();
+    const ver = request.ver ?? catalog.defaults.ver;
+    const arch = request.arch ?? catalog.defaults.arch;
+    const count = request.count ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count > project.policy.maxCount) {
+      throw badRequest(`count: ${count} is out of range; accepted: a whole number from 1 to ${project.policy.maxCount}`);
+    }
+    const now = this.deps.clock();
+    const result = await this.deps.store.transaction(async (tx) => {
+      await tx.lockProject(project.id);
+      let session: Session | undefined;
+      if (request.ssid !== undefined) session = await this.activeSession(tx, project, request.ssid);
+      await this.checkQuota(tx, project.policy, count, project.id);
+      const pools = catalog.poolsFor(ver, arch, request.flavor);
+      if (pools.length === 0) {
+        throw new CinodeError('no-pool', `No pool serves ver=${ver} arch=${arch} flavor=${request.flavor ?? 'none'}`);
+      }
+      const capacity = pools.reduce((sum, p) => sum + p.capacity, 0);
+      if (count > capacity) {
+        const names = pools.map((p) => p.name).join(', ');
+        throw new CinodeError('count-too-large', `count ${count} exceeds the ${capacity} nodes ${pools.length > 1 ? 'pools' : 'pool'} ${names} can hold`);
+      }
+      if (!session) await this.checkRateLimit(tx, project, now);
+      const nodes = await tx.pickReadyNodes(
+        pools.map((p) => p.name),
+        count,
+      );
+      if (nodes.length < count) throw new CinodeError('capacity', CAPACITY_MESSAGE, CAPACITY_RETRY_AFTER_SECONDS);
+      session ??= await tx.insertSession({
+        ssid: this.deps.newSsid(),
+        projectId: project.id,
+        alias: null,
+        createdAt: now,
+        expiresAt: this.expiryFor(project, undefined, now),
+      });
+      await tx.assignNodes(
+        session.id,
+        nodes.map((n) => n.id),
+        now,
+      );
+      return { hosts: nodes.map((n) => n.hostname), ssid: session.ssid };
+    });
+    return result;
+  }
+
+  /**
+   * `/Node/done`: without hosts, ends the session (legacy answer when it is already done); with
+   * hosts, releases just those and the session stays active.
+   */
+  async doneNodes(project: Project, ref: string, hostnames?: readonly string[]): Promise<'done' | 'not-in-prod'> {
+    const now = this.deps.clock();
+    const outcome = await this.deps.store.transaction(async (tx) => {
+      const session = await this.sessionFor(tx, project, ref);
+      if (hostnames === undefined) {
+        if (session.state !== 'active') return 'not-in-prod' as const;
+        await tx.endSession(session.id, 'done', now);
+        return 'done' as const;
+      }
+      if (session.state !== 'active') throw notActive(session.ssid);
+      const nodes = await this.nodesNamed(tx, session, hostnames);
+      await tx.releaseNodes(
+        session.id,
+        nodes.map((n) => n.id),
+        now,
+        `released by ${project.name}`,
+      );
+      return 'done' as const;
+    });
+    if (outcome === 'done') this.deps.onRelease();
+    return outcome;
+  }
+
+  /**
+   * `/Node/fail`: without hosts, keeps the session's nodes for debugging until the fail hold
+   * ends; with hosts, reports those broken: they leave the session into quarantine.
+   */
+  async failNodes(project: Project, ref: string, hostnames?: readonly string[]): Promise<void> {
+    const now = this.deps.clock();
+    await this.deps.store.transaction(async (tx) => {
+      await tx.lockProject(project.id);
+      const session = await this.activeSession(tx, project, ref);
+      const inSession = hostnames === undefined ? await tx.nodesOfSession(session.id) : await this.nodesNamed(tx, session, hostnames);
+      const newlyCounted = inSession.filter((n) => n.state === 'deployed').length;
+      const counted = await tx.countFailedAndHeld(project.id);
+      if (counted + newlyCounted > project.policy.maxFailedNodes) {
+        throw new CinodeError('policy', 'Exceeded maximum allowed fail nodes limit, please release other machines to continue');
+      }
+      if (hostnames === undefined) {
+        await tx.holdNodes(session.id, now, `held for debugging by ${project.name}`);
+        const holdUntil = now + project.policy.failHoldMs;
+        if (session.expiresAt !== null && session.expiresAt < holdUntil) await tx.setSessionExpiry(session.id, holdUntil);
+        return;
+      }
+      const reason = `reported broken by project ${project.name} (alias ${session.alias ?? 'none'}, session ${session.ssid}) at ${iso(now)}`;
+      await tx.quarantineNodes(
+        session.id,
+        inSession.map((n) => n.id),
+        now,
+        reason,
+        project.id,
+      );
+    });
+  }
+
+  /** `/Inventory` with a key: `[hostname, ssid]` for each node in the project's active sessions. */
+  async projectInventory(project: Project): Promise<Array<[string, string]>> {
+    return this.deps.store.read().projectInventory(project.id);
+  }
+
+  /** `/Inventory` without a key: every managed node as a 14-element legacy row, by id. */
+  async publicInventory(): Promise<InventoryRow[]> {
+    const rows = await this.deps.store.read().inventory();
+    return rows.map((n) => [
+      n.id,
+      n.hostname,
+      n.ip,
+      n.chassis,
+      n.usedCount,
+      LEGACY_STATE_NAMES[n.state],
+      n.ssid,
+      null,
+      null,
+      n.ver,
+      n.arch,
+      n.state === 'failed' || n.state === 'disabled' ? 0 : 1,
+      n.consolePort,
+      n.flavor,
+    ]);
+  }
+
+  /** `/Session/get`: a session with no nodes; by alias, the project's active one if it exists. */
+  async getSession(project: Project, request: SessionGetRequest): Promise<SessionGetResult> {
+    const now = this.deps.clock();
+    return this.deps.store.transaction(async (tx) => {
+      await tx.lockProject(project.id);
+      if (request.alias !== undefined) {
+        const existing = await tx.activeSessionByAlias(project.id, request.alias);
+        if (existing) {
+          const nodes = await tx.nodesOfSession(existing.id);
+          return { ...this.sessionSummary(existing, nodes), created: false };
+        }
+      }
+      const expiresAt = this.expiryFor(project, request.lifetime, now);
+      await this.checkRateLimit(tx, project, now);
+      const session = await tx.insertSession({
+        ssid: this.deps.newSsid(),
+        projectId: project.id,
+        alias: request.alias ?? null,
+        createdAt: now,
+        expiresAt,
+      });
+      return { ...this.sessionSummary(session, []), created: true };
+    });
+  }
+
+  /** `/Session/done`: ends the session; a session already done is fine (teardowns get retried). */
+  async endSession(project: Project, ref: string): Promise<void> {
+    const now = this.deps.clock();
+    const ended = await this.deps.store.transaction(async (tx) => {
+      const session = await this.sessionFor(tx, project, ref);
+      if (session.state !== 'active') return false;
+      await tx.endSession(session.id, 'done', now);
+      return true;
+    });
+    if (ended) this.deps.onRelease();
+  }
+
+  async showSession(project: Project, ref: string): Promise<SessionView> {
+    const tx = this.deps.store.read();
+    const session = await this.sessionFor(tx, project, ref);
+    return sessionView(session, await tx.nodesOfSession(session.id));
+  }
+
+  async listSessions(project: Project): Promise<SessionView[]> {
+    const tx = this.deps.store.read();
+    const sessions = await tx.activeSessions(project.id);
+    const nodes = await tx.nodesOfSessions(sessions.map((s) => s.id));
+    return sessions.map((s) => sessionView(s, nodes.get(s.id) ?? []));
+  }
+
+  /** `/Session/extend`: the session now expires `lifetime` from now, capped by the project's maximum. */
+  async extendSession(project: Project, ref: string, lifetime: Lifetime): Promise<SessionView> {
+    const now = this.deps.clock();
+    return this.deps.store.transaction(async (tx) => {
+      const session = await this.activeSession(tx, project, ref);
+      const expiresAt = this.expiryFor(project, lifetime, now);
+      await tx.setSessionExpiry(session.id, expiresAt);
+      return sessionView({ ...session, expiresAt }, await tx.nodesOfSession(session.id));
+    });
+  }
+
+  // ---- rules shared by the calls ----
+
+  private sessionSummary(session: Session, nodes: readonly Node[]): Omit<SessionGetResult, 'created'> {
+    return { ssid: session.ssid, alias: session.alias, hosts: nodes.map((n) => n.hostname), expires_at: iso(session.expiresAt) };
+  }
+
+  /** The caller's session by ssid or alias; another project's is as unknown as a made-up one. */
+  private async sessionFor(tx: StoreTx, project: Project, ref: string): Promise<Session> {
+    const session = await tx.sessionByRef(project.id, ref);
+    if (!session) throw invalidSession();
+    return session;
+  }
+
+  private async activeSession(tx: StoreTx, project: Project, ref: string): Promise<Session> {
+    const session = await this.sessionFor(tx, project, ref);
+    if (session.state !== 'active') throw notActive(session.ssid);
+    return session;
+  }
+
+  /** The session's nodes with those hostnames; any other hostname is refused by name. */
+  private async nodesNamed(tx: StoreTx, session: Session, hostnames: readonly string[]): Promise<Node[]> {
+    const nodes = await tx.nodesOfSession(session.id);
+    const byHostname = new Map(nodes.map((n) => [n.hostname, n]));
+    return hostnames.map((hostname) => {
+      const node = byHostname.get(hostname);
+      if (!node) throw new CinodeError('node-not-in-session', `Node ${hostname} is not in session ${session.ssid}`);
+      return node;
+    });
+  }
+
+  private async checkQuota(tx: StoreTx, policy: ProjectPolicy, requested: number, projectId: number): Promise<void> {
+    const allocated = await tx.countProjectNodes(projectId);
+    if (requested + allocated > policy.nodeQuota) {
+      throw new CinodeError('policy', `Quota exceeded: requested ${requested} + allocated ${allocated} > quota ${policy.nodeQuota}`);
+    }
+  }
+
+  private async checkRateLimit(tx: StoreTx, project: Project, now: number): Promise<void> {
+    const { sessions, windowMs } = project.policy.rateLimit;
+    const recent = await tx.sessionsCreatedSince(project.id, now - windowMs);
+    if (recent.count >= sessions) {
+      const waitMs = (recent.oldest ?? now) + windowMs - now;
+      throw new CinodeError(
+        'rate-limit',
+        `Rate limit exceeded: ${recent.count} sessions in the last ${formatDuration(windowMs)}`,
+        Math.max(1, Math.ceil(waitMs / 1000)),
+      );
+    }
+  }
+
+  /**
+   * When a session given `requested` (or the project's default lifetime) expires: capped by the
+   * project's maximum; `never` only where the project's policy allows it.
+   */
+  private expiryFor(project: Project, requested: Lifetime | undefined, now: number): number | null {
+    const { policy } = project;
+    const lifetime = requested ?? policy.sessionLifetimeMs;
+    if (lifetime === NEVER) {
+      if (!policy.neverExpire) {
+        const max = policy.sessionLifetimeMaxMs === NEVER ? '' : ` (at most ${formatDuration(policy.sessionLifetimeMaxMs)})`;
+        throw new CinodeError(
+          'policy',
+          `lifetime=never is not allowed for project ${project.name}: its sessions must expire; give a duration${max}`,
+        );
+      }
+      return null;
+    }
+    const capped = policy.sessionLifetimeMaxMs === NEVER ? lifetime : Math.min(lifetime, policy.sessionLifetimeMaxMs);
+    return now + capped;
+  }
+}

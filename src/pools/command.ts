@@ -1,0 +1,85 @@
+/**
+ * Runs an operator's command (an argv list, no shell) with a timeout, for what happens to a
+ * machine: reclaim now, provision and deprovision later. The command runs in its own process
+ * group so a timeout kills whatever it started too.
+ */
+import { spawn } from 'node:child_process';
+
+export interface CommandResult {
+  ok: boolean;
+  /** Why it failed: the exit code or signal with the end of stderr, a timeout, or a failed start. */
+  reason: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CommandOptions {
+  /** What the command is, for messages: `reclaim`, `provision`... */
+  label: string;
+  argv: readonly string[];
+  env: Record<string, string>;
+  timeoutMs: number;
+  stdin?: string;
+}
+
+/** Output kept of each stream: enough for a reason and an event history, bounded in memory. */
+const MAX_OUTPUT = 64 * 1024;
+
+function lastLine(text: string): string {
+  const lines = text.trim().split('\n');
+  return (lines[lines.length - 1] ?? '').slice(0, 300);
+}
+
+export function runCommand(options: CommandOptions, running?: Set<() => void>): Promise<CommandResult> {
+  const [file, ...args] = options.argv;
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    let settled = false;
+    const child = spawn(file!, args, {
+      env: { ...process.env, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const killGroup = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
+    running?.add(killGroup);
+    const finish = (result: Omit<CommandResult, 'stdout' | 'stderr'>) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      running?.delete(killGroup);
+      resolve({ ...result, stdout, stderr });
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, options.timeoutMs);
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (stdout.length < MAX_OUTPUT) stdout += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (stderr.length < MAX_OUTPUT) stderr += chunk.toString();
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.stdin ?? '');
+    child.on('error', (error) => finish({ ok: false, reason: `${options.label} could not start ${JSON.stringify(file)}: ${error.message}` }));
+    child.on('close', (code, signal) => {
+      if (timedOut) {
+        finish({ ok: false, reason: `${options.label} timed out after ${Math.round(options.timeoutMs / 1000)}s and was killed` });
+      } else if (code === 0) {
+        finish({ ok: true, reason: null });
+      } else {
+        const how = code === null ? `was killed by ${signal}` : `exited with ${code}`;
+        const detail = lastLine(stderr);
+        finish({ ok: false, reason: `${options.label} ${how}${detail ? `: ${detail}` : ''}` });
+      }
+    });
+  });
+}

@@ -1,0 +1,224 @@
+/**
+ * The HTTP face of cinode: the legacy admin.ci calls and the session calls of SPEC.md, each
+ * answered with exactly its legacy body, every error as `{"msg": ...}` (but the capacity answer).
+ */
+import { randomUUID } from 'node:crypto';
+import { parse as parseQueryString } from 'node:querystring';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { CinodeError, INVALID_KEY_MESSAGE } from '../core/errors.js';
+import type { Project } from '../core/model.js';
+import type { AllocationService } from '../core/service.js';
+import { isDatabaseUnavailable } from '../store/errors.js';
+import {
+  collectParams,
+  readAlias,
+  readArch,
+  readCount,
+  readFlavor,
+  readKey,
+  readLifetime,
+  readNodes,
+  readSessionRef,
+  readVer,
+  type Params,
+} from './params.js';
+
+export interface AppOptions {
+  service: AllocationService;
+  logger: FastifyBaseLogger | false;
+  /** Whether `/Inventory` without a key lists every node (public in the legacy API). */
+  publicInventory: () => boolean;
+  /** Checks the database for `/healthz`. */
+  healthCheck: () => Promise<void>;
+}
+
+/** `"Done"`: a JSON string, quotes included, which legacy clients parse. */
+const DONE = '"Done"';
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The request URL with any `key=` value blanked, for logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&]key=)[^&#]*/gi, '$1[REDACTED]');
+}
+
+const STATUS: Record<CinodeError['kind'], number> = {
+  'invalid-key': 403,
+  'bad-request': 400,
+  'invalid-session': 403,
+  'not-active': 409,
+  'node-not-in-session': 400,
+  policy: 403,
+  'no-pool': 400,
+  'count-too-large': 400,
+  'rate-limit': 429,
+  capacity: 503,
+  unavailable: 503,
+};
+
+function sendError(reply: FastifyReply, error: CinodeError): FastifyReply {
+  if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+  reply.code(STATUS[error.kind]);
+  // cico retries a capacity shortfall only when the body is not JSON: keep the legacy plain text.
+  if (error.kind === 'capacity') return reply.type('text/plain; charset=utf-8').send(error.message);
+  return reply.send({ msg: error.message });
+}
+
+type Handler = (request: FastifyRequest, params: Params, project: Project) => Promise<unknown>;
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { service } = options;
+  const app: FastifyInstance = Fastify({
+    loggerInstance: options.logger === false ? undefined : options.logger,
+    disableRequestLogging: true,
+    genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
+      const incoming = req.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming) ? incoming : randomUUID();
+    },
+    routerOptions: { ignoreTrailingSlash: true },
+    bodyLimit: 64 * 1024,
+  });
+
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    done(null, parseQueryString(body as string));
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  // One structured line per request, the key never in it.
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        url: redactUrl(request.url),
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 100) / 100,
+        ...(request.project ? { project: request.project } : {}),
+      },
+      'request',
+    );
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    if (error instanceof CinodeError) return sendError(reply, error);
+    if (isDatabaseUnavailable(error)) {
+      request.log.error({ err: error }, 'database unavailable');
+      return sendError(reply, new CinodeError('unavailable', 'The database is unavailable right now; try again in a few seconds'));
+    }
+    const status = error.statusCode ?? 500;
+    if (status < 500) {
+      // Fastify's own 4xx (bad JSON body, body too large, unsupported content type).
+      return reply.code(status).send({ msg: `${error.message}; send parameters in the query string, a form or a JSON object body` });
+    }
+    request.log.error({ err: error }, 'unexpected error');
+    return reply.code(500).send({ msg: `Internal error (request id ${request.id}); the operator can find it in the server log` });
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({ msg: `No such endpoint ${request.url.split('?')[0]}; the API serves ${ENDPOINTS.join(', ')}` });
+  });
+
+  /** Registers a keyed call for GET (what legacy clients send) and POST. */
+  function keyed(path: string, handler: Handler): void {
+    const route = async (request: FastifyRequest, reply: FastifyReply) => {
+      const params = collectParams(request.query, request.body);
+      const project = service.authenticate(readKey(params, request.headers.authorization));
+      request.project = project.name;
+      const result = await handler(request, params, project);
+      if (result === DONE) return reply.type('application/json; charset=utf-8').send(DONE);
+      return reply.send(result);
+    };
+    app.get(path, route);
+    app.post(path, route);
+  }
+
+  keyed('/Node/get', async (_request, params, project) => {
+    const request = {
+      ver: readVer(params),
+      arch: readArch(params),
+      count: readCount(params, project.policy.maxCount),
+      flavor: readFlavor(params),
+      ssid: readSessionRef(params, false),
+    };
+    return service.getNodes(project, request);
+  });
+
+  keyed('/Node/done', async (_request, params, project) => {
+    const ssid = readSessionRef(params, true);
+    const nodes = readNodes(params);
+    const outcome = await service.doneNodes(project, ssid, nodes);
+    return outcome === 'done' ? DONE : { msg: 'Session not in Prod' };
+  });
+
+  keyed('/Node/fail', async (_request, params, project) => {
+    const ssid = readSessionRef(params, true);
+    const nodes = readNodes(params);
+    await service.failNodes(project, ssid, nodes);
+    return DONE;
+  });
+
+  keyed('/Session/get', async (_request, params, project) => {
+    const request = { alias: readAlias(params), lifetime: readLifetime(params, false) };
+    return service.getSession(project, request);
+  });
+
+  keyed('/Session/done', async (_request, params, project) => {
+    await service.endSession(project, readSessionRef(params, true));
+    return DONE;
+  });
+
+  keyed('/Session/show', async (_request, params, project) => service.showSession(project, readSessionRef(params, true)));
+
+  keyed('/Session/list', async (_request, _params, project) => service.listSessions(project));
+
+  keyed('/Session/extend', async (_request, params, project) => {
+    const ssid = readSessionRef(params, true);
+    const lifetime = readLifetime(params, true)!;
+    return service.extendSession(project, ssid, lifetime);
+  });
+
+  // `/Inventory` answers without a key too: the legacy public listing that cico's `node get` reads.
+  const inventory = async (request: FastifyRequest, reply: FastifyReply) => {
+    const params = collectParams(request.query, request.body);
+    const given = (params.get('key') ?? []).some((v) => v !== '') || request.headers.authorization !== undefined;
+    if (given) {
+      const project = service.authenticate(readKey(params, request.headers.authorization));
+      request.project = project.name;
+      return reply.send(await service.projectInventory(project));
+    }
+    if (!options.publicInventory()) {
+      return reply.code(403).send({ msg: `${INVALID_KEY_MESSAGE}: this server lists its inventory only to a key (public-inventory is off); pass key=` });
+    }
+    return reply.send(await service.publicInventory());
+  };
+  app.get('/Inventory', inventory);
+  app.post('/Inventory', inventory);
+
+  app.get('/healthz', async (_request, reply) => {
+    await options.healthCheck();
+    return reply.send({ status: 'ok' });
+  });
+
+  return app;
+}
+
+const ENDPOINTS = [
+  '/Node/get',
+  '/Node/done',
+  '/Node/fail',
+  '/Inventory',
+  '/Session/get',
+  '/Session/done',
+  '/Session/show',
+  '/Session/list',
+  '/Session/extend',
+  '/healthz',
+];
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The name of the project whose key the request carried, for the request log. */
+    project?: string;
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * Reading a call's parameters: from the query string, a form or JSON body, and the Bearer header.
+ * Every problem becomes a 400 that names the parameter, says what was wrong and what is accepted.
+ */
+import { DURATION_HELP, parseLifetime, type Lifetime } from '../core/duration.js';
+import { badRequest, invalidKey, invalidSession } from '../core/errors.js';
+
+/** Every value given for each parameter name, query first, then body. */
+export type Params = Map<string, string[]>;
+
+const NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const NAME_HELP = "1 to 64 letters, digits, '.', '_' or '-'";
+const ALIAS_PATTERN = /^[A-Za-z0-9._:/@-]{1,128}$/;
+const ALIAS_HELP = '1 to 128 characters of A-Z a-z 0-9 . _ - : / @';
+const HOSTNAME_PATTERN = /^[A-Za-z0-9._-]{1,253}$/;
+const SSID_MAX_LENGTH = 128;
+const COUNT_PATTERN = /^\d{1,9}$/;
+
+/** A parameter value as shown back in an error: quoted, and cut short when long. */
+function shown(value: string): string {
+  return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+}
+
+function addValue(params: Params, name: string, value: unknown): void {
+  if (value === undefined || value === null) return;
+  if (Array.isArray(value)) {
+    for (const item of value) addValue(params, name, item);
+    return;
+  }
+  const text = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  const values = params.get(name);
+  if (values) values.push(text);
+  else params.set(name, [text]);
+}
+
+/** Gathers the parameters of a request from its parsed query and body. */
+export function collectParams(query: unknown, body: unknown): Params {
+  const params: Params = new Map();
+  for (const source of [query, body]) {
+    if (source && typeof source === 'object' && !Array.isArray(source)) {
+      for (const [name, value] of Object.entries(source)) addValue(params, name, value);
+    }
+  }
+  return params;
+}
+
+/** One value of a parameter: absent, or given once (the same value repeated is still once). */
+function single(params: Params, name: string): string | undefined {
+  const values = params.get(name);
+  if (!values || values.length === 0) return undefined;
+  if (new Set(values).size > 1) throw badRequest(`${name}: given ${values.length} times with different values; give it once`);
+  return values[0];
+}
+
+/** One non-empty value: a parameter present with an empty value is malformed, not defaulted. */
+function nonEmpty(params: Params, name: string, accepted: string): string | undefined {
+  const value = single(params, name);
+  if (value === '') throw badRequest(`${name}: empty value; accepted: ${accepted}`);
+  return value;
+}
+
+/**
+ * The API key: `key=` or `Authorization: Bearer`. An empty key is no key; two different keys are
+ * refused like a wrong one.
+ */
+export function readKey(params: Params, authorization: string | undefined): string {
+  const values = (params.get('key') ?? []).filter((v) => v !== '');
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+  if (bearer !== undefined) values.push(bearer);
+  if (values.length === 0 || new Set(values).size > 1) throw invalidKey();
+  return values[0]!;
+}
+
+function named(params: Params, name: string, accepted: string): string | undefined {
+  const value = nonEmpty(params, name, accepted);
+  if (value !== undefined && !NAME_PATTERN.test(value)) throw badRequest(`${name}: ${shown(value)} is not valid; accepted: ${accepted}`);
+  return value;
+}
+
+export function readVer(params: Params): string | undefined {
+  return named(params, 'ver', `${NAME_HELP}, such as 7, 8-stream or 9-stream`);
+}
+
+export function readArch(params: Params): string | undefined {
+  return named(params, 'arch', `${NAME_HELP}, such as x86_64, aarch64 or ppc64le`);
+}
+
+/** An empty flavor is the same as no flavor (legacy clients send `flavor=` for none). */
+export function readFlavor(params: Params): string | undefined {
+  const value = single(params, 'flavor');
+  if (value === undefined || value === '') return undefined;
+  if (!NAME_PATTERN.test(value)) throw badRequest(`flavor: ${shown(value)} is not valid; accepted: ${NAME_HELP}, such as tiny or small`);
+  return value;
+}
+
+export function readCount(params: Params, maxCount: number): number | undefined {
+  const accepted = `a whole number from 1 to ${maxCount}`;
+  const value = nonEmpty(params, 'count', accepted);
+  if (value === undefined) return undefined;
+  if (!COUNT_PATTERN.test(value)) throw badRequest(`count: ${shown(value)} is not a whole number; accepted: ${accepted}`);
+  const count = Number(value);
+  if (count < 1 || count > maxCount) throw badRequest(`count: ${count} is out of range; accepted: ${accepted}`);
+  return count;
+}
+
+/**
+ * A session reference (ssid or alias). Empty is malformed like any parameter; anything else that
+ * cannot name a session is as unknown as a session of another project.
+ */
+export function readSessionRef(params: Params, required: true): string;
+export function readSessionRef(params: Params, required: false): string | undefined;
+export function readSessionRef(params: Params, required: boolean): string | undefined {
+  const value = nonEmpty(params, 'ssid', "the session's ssid or alias");
+  if (value === undefined) {
+    if (required) throw badRequest('ssid: missing; accepted: the ssid or alias of one of your sessions');
+    return undefined;
+  }
+  if (value.length > SSID_MAX_LENGTH || !ALIAS_PATTERN.test(value)) throw invalidSession();
+  return value;
+}
+
+export function readAlias(params: Params): string | undefined {
+  const value = nonEmpty(params, 'alias', ALIAS_HELP);
+  if (value !== undefined && !ALIAS_PATTERN.test(value)) {
+    const hint = value.includes(' ') ? " (a '+' in a query reads as a space, so '+' is not accepted)" : '';
+    throw badRequest(`alias: ${shown(value)} is not valid${hint}; accepted: ${ALIAS_HELP}`);
+  }
+  return value;
+}
+
+export function readLifetime(params: Params, required: boolean): Lifetime | undefined {
+  const accepted = `${DURATION_HELP}, or never`;
+  const value = nonEmpty(params, 'lifetime', accepted);
+  if (value === undefined) {
+    if (required) throw badRequest(`lifetime: missing; accepted: ${accepted}`);
+    return undefined;
+  }
+  const lifetime = parseLifetime(value);
+  if (lifetime === undefined) throw badRequest(`lifetime: ${shown(value)} is not a duration; accepted: ${accepted}`);
+  return lifetime;
+}
+
+/** `node=`: hostnames, repeated or comma-separated; undefined when absent. */
+export function readNodes(params: Params): string[] | undefined {
+  const values = params.get('node');
+  if (!values) return undefined;
+  const hostnames = new Set<string>();
+  for (const value of values) {
+    for (const item of value.split(',')) {
+      const hostname = item.trim();
+      if (hostname === '') throw badRequest(`node: empty hostname in ${shown(value)}; accepted: hostnames, repeated or comma-separated`);
+      if (!HOSTNAME_PATTERN.test(hostname)) {
+        throw badRequest(`node: ${shown(hostname)} is not a hostname; accepted: letters, digits, '.', '_' and '-', at most 253`);
+      }
+      hostnames.add(hostname);
+    }
+  }
+  return [...hostnames];
+}
+

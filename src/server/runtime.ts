@@ -1,0 +1,156 @@
+/**
+ * A running cinode server: configuration, store, allocation service, HTTP app and workers wired
+ * together, with reload (SIGHUP) and graceful close (SIGTERM).
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { Catalog } from '../core/catalog.js';
+import type { Pool } from '../core/model.js';
+import { Reaper } from '../core/reaper.js';
+import { AllocationService } from '../core/service.js';
+import { loadConfig, type CinodeConfig } from '../config/config.js';
+import { ReclaimWorker } from '../pools/reclaim.js';
+import { openStore } from '../store/open.js';
+import type { Store } from '../store/store.js';
+import { buildApp } from './app.js';
+
+/** How long a shutdown waits for running reclaim commands before leaving them to the next start. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+export interface ServerOptions {
+  configPath: string;
+  env?: Record<string, string | undefined>;
+  logger: FastifyBaseLogger;
+  /** Overrides the configuration's `listen` (tests use port 0). */
+  listen?: { host: string; port: number };
+  clock?: () => number;
+}
+
+export interface RunningServer {
+  url: string;
+  app: FastifyInstance;
+  store: Store;
+  service: AllocationService;
+  reaper: Reaper;
+  reclaim: ReclaimWorker;
+  /** Reads the configuration again and syncs projects and inventory; a bad file changes nothing. */
+  reload(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Brings the database's projects and nodes in line with the configuration. */
+async function syncCatalog(store: Store, config: CinodeConfig, now: number): Promise<Catalog> {
+  const ids = await store.transaction(async (tx) => {
+    const projectIds = await tx.syncProjects(config.projects.map((p) => ({ name: p.name, keyHash: p.keyHash, policy: JSON.stringify(p.policy) })));
+    await tx.syncNodes(
+      config.pools.flatMap((p) => p.nodes),
+      now,
+    );
+    return projectIds;
+  });
+  const projects = config.projects.map((p) => ({ id: ids.get(p.name)!, name: p.name, keyHash: p.keyHash, policy: p.policy }));
+  return new Catalog(projects, config.pools, config.defaults);
+}
+
+function poolMap(config: CinodeConfig): Map<string, Pool> {
+  return new Map(config.pools.map((p) => [p.name, p]));
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const log = options.logger;
+  const env = options.env ?? process.env;
+  const clock = options.clock ?? Date.now;
+  let config = loadConfig(options.configPath, env);
+  const store = await openStore(config.database);
+  if (store.dialect === 'sqlite') {
+    // Only this process uses the file: reclaims that a crash interrupted start over now.
+    await store.read().clearReclaimLeases();
+  }
+  let catalog = await syncCatalog(store, config, clock());
+  let pools = poolMap(config);
+
+  const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
+  const reclaim = new ReclaimWorker({
+    store,
+    clock,
+    pools: () => pools,
+    owner: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    parallel: config.reclaimParallel,
+    onError,
+    onReclaimed: (node, ok, reason) => log.info({ node: node.hostname, pool: node.pool, ok, reason }, ok ? 'node reclaimed' : 'node quarantined'),
+  });
+  const service = new AllocationService({
+    store,
+    catalog: () => catalog,
+    clock,
+    newSsid: randomUUID,
+    onRelease: () => reclaim.kick(),
+  });
+  const reaper = new Reaper({
+    store,
+    clock,
+    intervalMs: config.reaperIntervalMs,
+    onRelease: () => reclaim.kick(),
+    onError,
+  });
+  // Every reaper tick also looks for reclaims whose claim lapsed (another replica died mid-way).
+  const reaperTick = setInterval(() => reclaim.kick(), config.reaperIntervalMs);
+
+  const app = await buildApp({
+    service,
+    logger: log,
+    publicInventory: () => config.publicInventory,
+    healthCheck: async () => {
+      await store.read().nextExpiry();
+    },
+  });
+  const listen = options.listen ?? config.listen;
+  await app.listen({ host: listen.host, port: listen.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : listen.port;
+  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  const url = `http://${host}:${port}`;
+  log.info({ url, database: config.database.replace(/\/\/[^@/]*@/, '//***@') }, `cinode listening on ${url}`);
+
+  reaper.start();
+  reclaim.kick();
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    app,
+    store,
+    service,
+    reaper,
+    reclaim,
+    async reload() {
+      let next: CinodeConfig;
+      try {
+        next = loadConfig(options.configPath, env);
+      } catch (error) {
+        log.error({ err: error }, 'configuration reload failed; keeping the running configuration');
+        return;
+      }
+      if (next.database !== config.database || next.listen.port !== config.listen.port || next.listen.host !== config.listen.host) {
+        log.warn('listen and database changes take effect at the next start only');
+      }
+      catalog = await syncCatalog(store, next, clock());
+      pools = poolMap(next);
+      config = next;
+      log.info({ projects: next.projects.length, pools: next.pools.length }, 'configuration reloaded');
+      reclaim.kick();
+    },
+    close() {
+      closing ??= (async () => {
+        clearInterval(reaperTick);
+        await app.close(); // finishes requests in flight
+        await reaper.stop();
+        await reclaim.stop(SHUTDOWN_GRACE_MS);
+        await store.close();
+        log.info('cinode stopped');
+      })();
+      return closing;
+    },
+  };
+}

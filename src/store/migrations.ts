@@ -1,0 +1,91 @@
+/**
+ * Versioned schema migrations, applied in name order at start. Written with Kysely's schema
+ * builder only, so the same list serves SQLite and PostgreSQL. Never edit a migration that has
+ * shipped: add the next one.
+ */
+import { sql, type ColumnDefinitionBuilder, type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+/** An auto-numbered primary key: SQLite's rowid alias, PostgreSQL's serial. */
+function withId<T extends string>(table: CreateTableBuilder<T>, dialect: Dialect): CreateTableBuilder<T, 'id'> {
+  return dialect === 'sqlite'
+    ? table.addColumn('id', 'integer', (c: ColumnDefinitionBuilder) => c.primaryKey().autoIncrement())
+    : table.addColumn('id', 'serial', (c: ColumnDefinitionBuilder) => c.primaryKey());
+}
+
+const initial = (dialect: Dialect): Migration => ({
+  async up(db: Kysely<unknown>) {
+    await withId(db.schema.createTable('projects'), dialect)
+      .addColumn('name', 'varchar(128)', (c) => c.notNull().unique())
+      .addColumn('key_hash', 'varchar(64)', (c) => c.notNull())
+      .addColumn('policy', 'text', (c) => c.notNull())
+      .addColumn('retired', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.createIndex('projects_key_hash').on('projects').column('key_hash').execute();
+
+    await withId(db.schema.createTable('sessions'), dialect)
+      .addColumn('ssid', 'varchar(36)', (c) => c.notNull().unique())
+      .addColumn('project_id', 'integer', (c) => c.notNull().references('projects.id'))
+      .addColumn('alias', 'varchar(128)')
+      .addColumn('state', 'varchar(16)', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint')
+      .addColumn('ended_at', 'bigint')
+      .addColumn('end_reason', 'varchar(16)')
+      .execute();
+    // An alias names at most one active session of a project; done sessions keep theirs.
+    await db.schema
+      .createIndex('sessions_active_alias')
+      .on('sessions')
+      .columns(['project_id', 'alias'])
+      .unique()
+      .where(sql.ref('state'), '=', 'active')
+      .execute();
+    await db.schema.createIndex('sessions_project_alias').on('sessions').columns(['project_id', 'alias', 'id']).execute();
+    await db.schema.createIndex('sessions_project_created').on('sessions').columns(['project_id', 'created_at']).execute();
+    await db.schema.createIndex('sessions_expiry').on('sessions').columns(['state', 'expires_at']).execute();
+
+    await withId(db.schema.createTable('nodes'), dialect)
+      .addColumn('hostname', 'varchar(253)', (c) => c.notNull().unique())
+      .addColumn('ip', 'varchar(64)')
+      .addColumn('pool', 'varchar(128)', (c) => c.notNull())
+      .addColumn('ver', 'varchar(64)', (c) => c.notNull())
+      .addColumn('arch', 'varchar(64)', (c) => c.notNull())
+      .addColumn('flavor', 'varchar(64)')
+      .addColumn('chassis', 'varchar(128)')
+      .addColumn('console_port', 'integer')
+      .addColumn('state', 'varchar(16)', (c) => c.notNull())
+      .addColumn('session_id', 'integer', (c) => c.references('sessions.id'))
+      .addColumn('used_count', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('retired', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('changed_at', 'bigint', (c) => c.notNull())
+      .addColumn('reason', 'text')
+      .addColumn('failed_by', 'integer', (c) => c.references('projects.id'))
+      .addColumn('lease_owner', 'varchar(64)')
+      .addColumn('lease_until', 'bigint')
+      .execute();
+    // Allocation reads ready nodes of a pool, least used first.
+    await db.schema.createIndex('nodes_pick').on('nodes').columns(['pool', 'state', 'used_count', 'id']).execute();
+    await db.schema.createIndex('nodes_session').on('nodes').column('session_id').execute();
+    await db.schema.createIndex('nodes_state').on('nodes').columns(['state', 'lease_until']).execute();
+
+    await db.schema
+      .createTable('session_nodes')
+      .addColumn('session_id', 'integer', (c) => c.notNull().references('sessions.id'))
+      .addColumn('node_id', 'integer', (c) => c.notNull().references('nodes.id'))
+      .addColumn('added_at', 'bigint', (c) => c.notNull())
+      .addColumn('released_at', 'bigint')
+      .addColumn('release_reason', 'text')
+      .execute();
+    await db.schema.createIndex('session_nodes_session').on('session_nodes').columns(['session_id', 'node_id']).execute();
+  },
+});
+
+export function migrationProvider(dialect: Dialect): MigrationProvider {
+  return {
+    getMigrations: async () => ({
+      '0001_initial': initial(dialect),
+    }),
+  };
+}

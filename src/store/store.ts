@@ -1,0 +1,515 @@
+/**
+ * The store: every query cinode runs, behind one class that serves SQLite and PostgreSQL alike.
+ * The core calls these methods inside `transaction()`, so each API call is all-or-nothing.
+ */
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { EndReason, Node, NodeState, Session } from '../core/model.js';
+import type { Dialect } from './migrations.js';
+import type { Database, NodeRow, SessionRow } from './schema.js';
+
+/** SQLite allows up to 32766 bound values a statement; stay far below for long id lists. */
+const ID_CHUNK = 500;
+
+export function toSession(row: SessionRow): Session {
+  return {
+    id: Number(row.id),
+    ssid: row.ssid,
+    projectId: Number(row.project_id),
+    alias: row.alias,
+    state: row.state === 'active' ? 'active' : 'done',
+    createdAt: Number(row.created_at),
+    expiresAt: row.expires_at === null ? null : Number(row.expires_at),
+    endedAt: row.ended_at === null ? null : Number(row.ended_at),
+    endReason: row.end_reason as EndReason | null,
+  };
+}
+
+export function toNode(row: NodeRow): Node {
+  return {
+    id: Number(row.id),
+    hostname: row.hostname,
+    ip: row.ip,
+    pool: row.pool,
+    ver: row.ver,
+    arch: row.arch,
+    flavor: row.flavor,
+    chassis: row.chassis,
+    consolePort: row.console_port === null ? null : Number(row.console_port),
+    state: row.state as NodeState,
+    sessionId: row.session_id === null ? null : Number(row.session_id),
+    usedCount: Number(row.used_count),
+    changedAt: Number(row.changed_at),
+    reason: row.reason,
+  };
+}
+
+function chunks<T>(items: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += ID_CHUNK) out.push(items.slice(i, i + ID_CHUNK));
+  return out;
+}
+
+export interface NewSession {
+  ssid: string;
+  projectId: number;
+  alias: string | null;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
+export interface InventoryRow extends Node {
+  ssid: string | null;
+}
+
+export interface ProjectRecord {
+  name: string;
+  keyHash: string;
+  policy: string;
+}
+
+export interface NodeRecord {
+  hostname: string;
+  ip: string | null;
+  pool: string;
+  ver: string;
+  arch: string;
+  flavor: string | null;
+  chassis: string | null;
+  consolePort: number | null;
+}
+
+/** The queries of one transaction. */
+export class StoreTx {
+  constructor(
+    protected readonly db: Kysely<Database>,
+    readonly dialect: Dialect,
+  ) {}
+
+  /**
+   * Serializes the calls of one project (quota and rate limit are read, then acted on). SQLite
+   * already runs one write transaction at a time; PostgreSQL needs the row lock.
+   */
+  async lockProject(projectId: number): Promise<void> {
+    if (this.dialect === 'postgres') {
+      await this.db.selectFrom('projects').select('id').where('id', '=', projectId).forUpdate().execute();
+    }
+  }
+
+  /** A session of the project by ssid, else by alias: its active session, else its latest done one. */
+  async sessionByRef(projectId: number, ref: string): Promise<Session | undefined> {
+    const bySsid = await this.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('ssid', '=', ref)
+      .executeTakeFirst();
+    if (bySsid) return toSession(bySsid);
+    const byAlias = await this.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('alias', '=', ref)
+      .orderBy(sql`case when state = 'active' then 0 else 1 end`)
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return byAlias ? toSession(byAlias) : undefined;
+  }
+
+  async activeSessionByAlias(projectId: number, alias: string): Promise<Session | undefined> {
+    const row = await this.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('alias', '=', alias)
+      .where('state', '=', 'active')
+      .executeTakeFirst();
+    return row ? toSession(row) : undefined;
+  }
+
+  async insertSession(session: NewSession): Promise<Session> {
+    const row = await this.db
+      .insertInto('sessions')
+      .values({
+        ssid: session.ssid,
+        project_id: session.projectId,
+        alias: session.alias,
+        state: 'active',
+        created_at: session.createdAt,
+        expires_at: session.expiresAt,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toSession(row);
+  }
+
+  async setSessionExpiry(sessionId: number, expiresAt: number | null): Promise<void> {
+    await this.db.updateTable('sessions').set({ expires_at: expiresAt }).where('id', '=', sessionId).execute();
+  }
+
+  /** Ends a session and sends every node it holds to reclaim. */
+  async endSession(sessionId: number, reason: EndReason, now: number): Promise<void> {
+    await this.db
+      .updateTable('sessions')
+      .set({ state: 'done', ended_at: now, end_reason: reason })
+      .where('id', '=', sessionId)
+      .execute();
+    const nodeIds = (await this.nodesOfSession(sessionId)).map((n) => n.id);
+    await this.releaseNodes(sessionId, nodeIds, now, `session ${reason}`);
+  }
+
+  /** Nodes (deployed or held) in the project's active sessions: what the node quota counts. */
+  async countProjectNodes(projectId: number): Promise<number> {
+    const row = await this.db
+      .selectFrom('nodes')
+      .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('sessions.project_id', '=', projectId)
+      .where('sessions.state', '=', 'active')
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** The project's held nodes plus the nodes it reported broken that are still quarantined. */
+  async countFailedAndHeld(projectId: number): Promise<number> {
+    const held = await this.db
+      .selectFrom('nodes')
+      .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('sessions.project_id', '=', projectId)
+      .where('nodes.state', '=', 'held')
+      .executeTakeFirstOrThrow();
+    const failed = await this.db
+      .selectFrom('nodes')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('failed_by', '=', projectId)
+      .where('state', '=', 'failed')
+      .executeTakeFirstOrThrow();
+    return Number(held.n) + Number(failed.n);
+  }
+
+  /** How many sessions the project created since `since`, and when the oldest of them was. */
+  async sessionsCreatedSince(projectId: number, since: number): Promise<{ count: number; oldest: number | null }> {
+    const row = await this.db
+      .selectFrom('sessions')
+      .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('created_at').as('oldest')])
+      .where('project_id', '=', projectId)
+      .where('created_at', '>', since)
+      .executeTakeFirstOrThrow();
+    return { count: Number(row.n), oldest: row.oldest === null ? null : Number(row.oldest) };
+  }
+
+  /**
+   * Up to `count` ready nodes of the pools, least used first. On PostgreSQL the rows are locked
+   * and rows another replica is allocating are skipped, so no node is handed out twice.
+   */
+  async pickReadyNodes(pools: readonly string[], count: number): Promise<Node[]> {
+    let query = this.db
+      .selectFrom('nodes')
+      .selectAll()
+      .where('pool', 'in', pools)
+      .where('state', '=', 'ready')
+      .where('retired', '=', 0)
+      .orderBy('used_count')
+      .orderBy('id')
+      .limit(count);
+    if (this.dialect === 'postgres') query = query.forUpdate().skipLocked();
+    return (await query.execute()).map(toNode);
+  }
+
+  async assignNodes(sessionId: number, nodeIds: readonly number[], now: number): Promise<void> {
+    for (const ids of chunks(nodeIds)) {
+      await this.db
+        .updateTable('nodes')
+        .set({ state: 'deployed', session_id: sessionId, changed_at: now, reason: null })
+        .where('id', 'in', ids)
+        .where('state', '=', 'ready')
+        .execute();
+      await this.db
+        .insertInto('session_nodes')
+        .values(ids.map((id) => ({ session_id: sessionId, node_id: id, added_at: now })))
+        .execute();
+    }
+  }
+
+  async nodesOfSession(sessionId: number): Promise<Node[]> {
+    const rows = await this.db.selectFrom('nodes').selectAll().where('session_id', '=', sessionId).orderBy('id').execute();
+    return rows.map(toNode);
+  }
+
+  /** Takes nodes out of a session and sends them to reclaim. */
+  async releaseNodes(sessionId: number, nodeIds: readonly number[], now: number, reason: string): Promise<void> {
+    await this.leaveSession(sessionId, nodeIds, now, reason, { state: 'reclaiming', failed_by: null });
+  }
+
+  /** Takes nodes out of a session into quarantine, remembering who reported them. */
+  async quarantineNodes(sessionId: number, nodeIds: readonly number[], now: number, reason: string, failedBy: number): Promise<void> {
+    await this.leaveSession(sessionId, nodeIds, now, reason, { state: 'failed', failed_by: failedBy });
+  }
+
+  private async leaveSession(
+    sessionId: number,
+    nodeIds: readonly number[],
+    now: number,
+    reason: string,
+    to: { state: NodeState; failed_by: number | null },
+  ): Promise<void> {
+    for (const ids of chunks(nodeIds)) {
+      await this.db
+        .updateTable('nodes')
+        .set({ ...to, session_id: null, changed_at: now, reason, lease_owner: null, lease_until: null })
+        .where('id', 'in', ids)
+        .where('session_id', '=', sessionId)
+        .execute();
+      await this.db
+        .updateTable('session_nodes')
+        .set({ released_at: now, release_reason: reason })
+        .where('session_id', '=', sessionId)
+        .where('node_id', 'in', ids)
+        .where('released_at', 'is', null)
+        .execute();
+    }
+  }
+
+  /** Keeps a session's deployed nodes for debugging (legacy `/Node/fail`). */
+  async holdNodes(sessionId: number, now: number, reason: string): Promise<void> {
+    await this.db
+      .updateTable('nodes')
+      .set({ state: 'held', changed_at: now, reason })
+      .where('session_id', '=', sessionId)
+      .where('state', '=', 'deployed')
+      .execute();
+  }
+
+  /** The project's active sessions, newest first. */
+  async activeSessions(projectId: number): Promise<Session[]> {
+    const rows = await this.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('state', '=', 'active')
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .execute();
+    return rows.map(toSession);
+  }
+
+  /** The nodes of several sessions at once, grouped by session id. */
+  async nodesOfSessions(sessionIds: readonly number[]): Promise<Map<number, Node[]>> {
+    const bySession = new Map<number, Node[]>(sessionIds.map((id) => [id, []]));
+    for (const ids of chunks(sessionIds)) {
+      const rows = await this.db.selectFrom('nodes').selectAll().where('session_id', 'in', ids).orderBy('id').execute();
+      for (const row of rows) bySession.get(Number(row.session_id))?.push(toNode(row));
+    }
+    return bySession;
+  }
+
+  /** `[hostname, ssid]` for every node in the project's active sessions. */
+  async projectInventory(projectId: number): Promise<Array<[string, string]>> {
+    const rows = await this.db
+      .selectFrom('nodes')
+      .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
+      .select(['nodes.hostname', 'sessions.ssid'])
+      .where('sessions.project_id', '=', projectId)
+      .where('sessions.state', '=', 'active')
+      .orderBy('nodes.id')
+      .execute();
+    return rows.map((r) => [r.hostname, r.ssid]);
+  }
+
+  /** Every node cinode manages (retired ones left out), with the ssid of its session. */
+  async inventory(): Promise<InventoryRow[]> {
+    const rows = await this.db
+      .selectFrom('nodes')
+      .leftJoin('sessions', 'sessions.id', 'nodes.session_id')
+      .selectAll('nodes')
+      .select('sessions.ssid')
+      .where('nodes.retired', '=', 0)
+      .orderBy('nodes.id')
+      .execute();
+    return rows.map((r) => ({ ...toNode(r), ssid: r.ssid }));
+  }
+
+  /** Ends up to `limit` sessions whose expiry has passed; returns how many. */
+  async expireSessions(now: number, limit: number): Promise<number> {
+    const expired = await this.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('state', '=', 'active')
+      .where('expires_at', '<=', now)
+      .orderBy('expires_at')
+      .limit(limit)
+      .$if(this.dialect === 'postgres', (q) => q.forUpdate().skipLocked())
+      .execute();
+    const sessionIds = expired.map((s) => Number(s.id));
+    for (const ids of chunks(sessionIds)) {
+      await this.db
+        .updateTable('sessions')
+        .set({ state: 'done', ended_at: now, end_reason: 'expired' })
+        .where('id', 'in', ids)
+        .execute();
+      await this.db
+        .updateTable('nodes')
+        .set({ state: 'reclaiming', session_id: null, changed_at: now, reason: 'session expired', failed_by: null })
+        .where('session_id', 'in', ids)
+        .execute();
+      await this.db
+        .updateTable('session_nodes')
+        .set({ released_at: now, release_reason: 'session expired' })
+        .where('session_id', 'in', ids)
+        .where('released_at', 'is', null)
+        .execute();
+    }
+    return sessionIds.length;
+  }
+
+  /** The earliest expiry among active sessions, so the reaper knows when to look next. */
+  async nextExpiry(): Promise<number | null> {
+    const row = await this.db
+      .selectFrom('sessions')
+      .select((eb) => eb.fn.min('expires_at').as('next'))
+      .where('state', '=', 'active')
+      .executeTakeFirstOrThrow();
+    return row.next === null ? null : Number(row.next);
+  }
+
+  /**
+   * Claims up to `limit` nodes waiting for reclaim whose earlier claim (if any) has lapsed, for
+   * `owner` until `leaseUntil`. A crash mid-reclaim leaves a claim that lapses or is cleared at start.
+   */
+  async claimReclaim(owner: string, now: number, leaseUntil: number, limit: number): Promise<Node[]> {
+    const candidates = await this.db
+      .selectFrom('nodes')
+      .select('id')
+      .where('state', '=', 'reclaiming')
+      .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]))
+      .orderBy('changed_at')
+      .orderBy('id')
+      .limit(limit)
+      .$if(this.dialect === 'postgres', (q) => q.forUpdate().skipLocked())
+      .execute();
+    if (candidates.length === 0) return [];
+    const rows = await this.db
+      .updateTable('nodes')
+      .set({ lease_owner: owner, lease_until: leaseUntil })
+      .where(
+        'id',
+        'in',
+        candidates.map((c) => c.id),
+      )
+      .where('state', '=', 'reclaiming')
+      .returningAll()
+      .execute();
+    return rows.map(toNode);
+  }
+
+  /** Records the end of a reclaim that `owner` still holds the claim for. */
+  async finishReclaim(nodeId: number, owner: string, ok: boolean, now: number, reason: string | null): Promise<boolean> {
+    const result = await this.db
+      .updateTable('nodes')
+      .set((eb) => ({
+        state: ok ? 'ready' : 'failed',
+        used_count: ok ? eb('used_count', '+', 1) : eb.ref('used_count'),
+        changed_at: now,
+        reason,
+        lease_owner: null,
+        lease_until: null,
+      }))
+      .where('id', '=', nodeId)
+      .where('state', '=', 'reclaiming')
+      .where('lease_owner', '=', owner)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  /** Clears every reclaim claim: for a store only this process uses, at start. */
+  async clearReclaimLeases(): Promise<void> {
+    await this.db.updateTable('nodes').set({ lease_owner: null, lease_until: null }).where('state', '=', 'reclaiming').execute();
+  }
+
+  // ---- configuration sync ----
+
+  /** Makes the projects table match the configuration; returns name -> id. */
+  async syncProjects(projects: readonly ProjectRecord[]): Promise<Map<string, number>> {
+    const existing = await this.db.selectFrom('projects').select(['id', 'name']).execute();
+    const ids = new Map(existing.map((p) => [p.name, Number(p.id)]));
+    for (const p of projects) {
+      const id = ids.get(p.name);
+      if (id === undefined) {
+        const row = await this.db
+          .insertInto('projects')
+          .values({ name: p.name, key_hash: p.keyHash, policy: p.policy, retired: 0 })
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        ids.set(p.name, Number(row.id));
+      } else {
+        await this.db.updateTable('projects').set({ key_hash: p.keyHash, policy: p.policy, retired: 0 }).where('id', '=', id).execute();
+      }
+    }
+    const wanted = new Set(projects.map((p) => p.name));
+    const gone = existing.filter((p) => !wanted.has(p.name)).map((p) => Number(p.id));
+    for (const chunk of chunks(gone)) {
+      await this.db.updateTable('projects').set({ retired: 1 }).where('id', 'in', chunk).execute();
+    }
+    for (const name of ids.keys()) if (!wanted.has(name)) ids.delete(name);
+    return ids;
+  }
+
+  /**
+   * Makes the nodes table match the configured inventory. New nodes start ready; a node that left
+   * the file is retired (never handed out again, left out of the inventory) but keeps its state,
+   * so a live session that holds it loses nothing and it comes back if the file lists it again.
+   */
+  async syncNodes(nodes: readonly NodeRecord[], now: number): Promise<void> {
+    const existing = await this.db.selectFrom('nodes').select(['id', 'hostname']).execute();
+    const ids = new Map(existing.map((n) => [n.hostname, Number(n.id)]));
+    for (const n of nodes) {
+      const values = {
+        ip: n.ip,
+        pool: n.pool,
+        ver: n.ver,
+        arch: n.arch,
+        flavor: n.flavor,
+        chassis: n.chassis,
+        console_port: n.consolePort,
+        retired: 0,
+      };
+      const id = ids.get(n.hostname);
+      if (id === undefined) {
+        await this.db
+          .insertInto('nodes')
+          .values({ ...values, hostname: n.hostname, state: 'ready', used_count: 0, changed_at: now, reason: 'added by configuration' })
+          .execute();
+      } else {
+        await this.db.updateTable('nodes').set(values).where('id', '=', id).execute();
+      }
+    }
+    const wanted = new Set(nodes.map((n) => n.hostname));
+    const gone = existing.filter((n) => !wanted.has(n.hostname)).map((n) => Number(n.id));
+    for (const chunk of chunks(gone)) {
+      await this.db.updateTable('nodes').set({ retired: 1 }).where('id', 'in', chunk).execute();
+    }
+  }
+}
+
+/** A store: a Kysely database of one dialect. */
+export class Store {
+  constructor(
+    readonly db: Kysely<Database>,
+    readonly dialect: Dialect,
+  ) {}
+
+  /** Runs `work` in one transaction: everything it did is kept, or nothing is. */
+  async transaction<T>(work: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute((trx: Transaction<Database>) => work(new StoreTx(trx, this.dialect)));
+  }
+
+  /** Runs read-only queries outside an explicit transaction. */
+  read(): StoreTx {
+    return new StoreTx(this.db, this.dialect);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
