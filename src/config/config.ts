@@ -1,0 +1,328 @@
+/**
+ * Reads cinode.yaml: YAML, then `${VAR}` substitution, then the schemas of schema.ts, then the
+ * checks that span several settings. Every problem found is reported at once, each with the line
+ * and path of the setting, so one run of `cinode serve` shows everything that needs fixing.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
+import { formatDuration, NEVER, type Lifetime } from '../core/duration.js';
+import type { Pool, ProjectPolicy } from '../core/model.js';
+import type { NodeRecord } from '../store/store.js';
+import { defaultsSchema, errorMap, hashKey, poolSchema, projectSchema, topSchema, type PolicyKey } from './schema.js';
+
+export { hashKey };
+
+export interface ProjectConfig {
+  name: string;
+  keyHash: string;
+  policy: ProjectPolicy;
+}
+
+/** A pool and the nodes the file lists for it; `capacity` is their number. */
+export interface PoolConfig extends Pool {
+  nodes: NodeRecord[];
+}
+
+export interface CinodeConfig {
+  listen: { host: string; port: number };
+  database: string;
+  reaperIntervalMs: number;
+  publicInventory: boolean;
+  reclaimParallel: number;
+  defaults: { ver: string; arch: string; defaultFlavor: Record<string, string> };
+  projects: ProjectConfig[];
+  pools: PoolConfig[];
+}
+
+/** Everything wrong with a configuration file, one line per problem. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+type Path = ReadonlyArray<string | number>;
+
+/** `pools[0].nodes[1].hostname` */
+function formatPath(path: Path): string {
+  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
+}
+
+/** Collects problems, each placed at the line of the setting it is about. */
+class Problems {
+  private readonly found: Array<{ line: number; text: string }> = [];
+  private readonly settingsWithProblems = new Set<string>();
+
+  constructor(
+    private readonly sourceName: string,
+    private readonly doc: Document.Parsed,
+    private readonly lines: LineCounter,
+  ) {}
+
+  get count(): number {
+    return this.found.length;
+  }
+
+  atLine(line: number, path: Path, message: string): void {
+    const where = path.length > 0 ? `${formatPath(path)}: ` : '';
+    this.found.push({ line, text: `${this.sourceName}:${line}: ${where}${message}` });
+  }
+
+  /**
+   * One problem a setting: the rest usually follow from the first (a key whose variable is unset is
+   * also too short), and fixing the first brings any other to light.
+   */
+  at(path: Path, message: string): void {
+    const where = formatPath(path);
+    if (this.settingsWithProblems.has(where)) return;
+    this.settingsWithProblems.add(where);
+    this.atLine(this.lineOf(path), path, message);
+  }
+
+  /** Parses `value` (found at `path`) with `schema`; undefined, with the problems noted, when it does not fit. */
+  check<S extends z.ZodTypeAny>(schema: S, value: unknown, path: Path): z.output<S> | undefined {
+    const result = schema.safeParse(value, { errorMap });
+    if (result.success) return result.data as z.output<S>;
+    for (const issue of result.error.issues) this.at([...path, ...issue.path], issue.message);
+    return undefined;
+  }
+
+  /** Sorted by line, so they read along with the file; the same problem found twice is told once. */
+  sorted(): string[] {
+    const ordered = [...this.found].sort((a, b) => a.line - b.line);
+    return [...new Set(ordered.map((p) => p.text))];
+  }
+
+  /**
+   * The line of the setting at `path`: of its key when it sits in a mapping (its value may start on
+   * a later line). A setting that is missing is placed at the deepest part of the path that exists.
+   */
+  lineOf(path: Path): number {
+    let node: unknown = this.doc.contents;
+    let offset = isNode(node) ? node.range?.[0] : undefined;
+    for (const part of path) {
+      if (isAlias(node)) node = node.resolve(this.doc);
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(part));
+        if (!pair) break;
+        offset = isNode(pair.key) ? pair.key.range?.[0] : offset;
+        node = pair.value;
+      } else if (isSeq(node) && typeof part === 'number' && part < node.items.length) {
+        node = node.items[part];
+        offset = isNode(node) ? node.range?.[0] : offset;
+      } else {
+        break;
+      }
+    }
+    return offset === undefined ? 1 : this.lines.linePos(offset).line;
+  }
+}
+
+/** YAML reads `ver: 8.10` as the number 8.1; keep every version as it is written. */
+function keepVersionsAsWritten(doc: Document.Parsed): void {
+  visit(doc, {
+    Pair(_, pair) {
+      const { key, value } = pair;
+      if (isScalar(key) && key.value === 'ver' && isScalar(value) && typeof value.value === 'number' && value.source !== undefined) {
+        value.value = value.source;
+      }
+    },
+  });
+}
+
+/** `$${` for a literal `${`, `${NAME}` for a variable, and any other `${` is a mistake. */
+const REFERENCE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{/g;
+
+/** Replaces `${VAR}` in every string value (not in keys). The message never quotes the value: it may be a key. */
+function substitute(value: unknown, path: Path, env: Record<string, string | undefined>, problems: Problems): unknown {
+  if (typeof value === 'string') {
+    return value.replace(REFERENCE, (match, name: string | undefined) => {
+      if (match === '$${') return '${';
+      if (name === undefined) {
+        problems.at(path, 'a "${" must start a reference such as ${NAME} (write "$${" for a literal "${")');
+        return match;
+      }
+      const replacement = env[name];
+      if (replacement === undefined) problems.at(path, `environment variable ${name} is not set`);
+      return replacement ?? '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, i) => substitute(item, [...path, i], env, problems));
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, [...path, k], env, problems)]));
+  }
+  return value;
+}
+
+function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+function asList(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+/**
+ * Reports the second and later use of a value that must be unique. `items` are the raw entries, so
+ * a duplicate is found even when an entry has other problems.
+ */
+function checkUnique(problems: Problems, what: string, items: Array<{ value: string | undefined; path: Path }>): void {
+  const first = new Map<string, Path>();
+  for (const { value, path } of items) {
+    if (value === undefined) continue;
+    const earlier = first.get(value);
+    if (earlier === undefined) first.set(value, path);
+    else problems.at(path, `${what} as ${formatPath(earlier)} (line ${problems.lineOf(earlier)})`);
+  }
+}
+
+type PolicySettings = z.output<typeof defaultsSchema>;
+
+const longer = (a: Lifetime, b: Lifetime): boolean => b !== NEVER && (a === NEVER || a > b);
+const showLifetime = (l: Lifetime): string => (l === NEVER ? NEVER : formatDuration(l));
+
+/** What is wrong with one combination of policy settings, each with the keys involved (the likeliest culprit first). */
+function policyProblems(s: PolicySettings): Array<{ keys: [PolicyKey, PolicyKey]; message: string }> {
+  const found: Array<{ keys: [PolicyKey, PolicyKey]; message: string }> = [];
+  const lifetime = s['session-lifetime'];
+  const max = s['session-lifetime-max'];
+  if (longer(lifetime, max)) {
+    found.push({
+      keys: ['session-lifetime', 'session-lifetime-max'],
+      message: `session-lifetime ${showLifetime(lifetime)} is longer than session-lifetime-max ${showLifetime(max)}`,
+    });
+  }
+  for (const key of ['session-lifetime', 'session-lifetime-max'] as const) {
+    if (s[key] === NEVER && !s['never-expire']) {
+      found.push({ keys: [key, 'never-expire'], message: `${key} "never" needs never-expire: true` });
+    }
+  }
+  return found;
+}
+
+function toPolicy(s: PolicySettings): ProjectPolicy {
+  return {
+    nodeQuota: s['node-quota'],
+    sessionLifetimeMs: s['session-lifetime'],
+    sessionLifetimeMaxMs: s['session-lifetime-max'],
+    neverExpire: s['never-expire'],
+    failHoldMs: s['fail-hold'],
+    maxFailedNodes: s['max-failed-nodes'],
+    rateLimit: s['rate-limit'],
+    maxCount: s['max-count'],
+    admin: s.admin,
+  };
+}
+
+/** Reads a configuration from `text`; `sourceName` (the file name) starts every message. */
+export function parseConfig(text: string, sourceName: string, env: Record<string, string | undefined>): CinodeConfig {
+  const lines = new LineCounter();
+  // prettyErrors would quote the surrounding source in messages, and that source may hold a key.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  const problems = new Problems(sourceName, doc, lines);
+  for (const e of [...doc.errors, ...doc.warnings]) problems.atLine(lines.linePos(e.pos[0]).line, [], e.message);
+  // A broken document gives a partial tree; checking it would only add confusing follow-up problems.
+  if (problems.count > 0) throw new ConfigError(problems.sorted());
+
+  keepVersionsAsWritten(doc);
+  // An empty file is an empty mapping, so the problems are the missing `projects` and `pools`.
+  const raw = substitute(doc.toJS() ?? {}, [], env, problems);
+  const rawTop = asRecord(raw) ?? {};
+  const top = problems.check(topSchema, raw, []);
+  // `defaults:` with every line commented out is an empty mapping, not null.
+  const defaults = problems.check(defaultsSchema, rawTop.defaults ?? {}, ['defaults']);
+  const rawProjects = asList(rawTop.projects).map((value, i) => ({ value, path: ['projects', i], fields: asRecord(value) ?? {} }));
+  const rawPools = asList(rawTop.pools).map((value, i) => ({ value, path: ['pools', i], fields: asRecord(value) ?? {} }));
+
+  const projects: ProjectConfig[] = [];
+  for (const { value, path, fields } of rawProjects) {
+    const hasKey = 'key' in fields;
+    if (asRecord(value) && hasKey === 'key-sha256' in fields) {
+      problems.at(hasKey ? [...path, 'key-sha256'] : path, hasKey ? 'give key or key-sha256, not both' : 'needs key or key-sha256');
+    }
+    const project = problems.check(projectSchema, value, path);
+    if (!project || !defaults) continue;
+    const { name, key, 'key-sha256': keySha256, ...overrides } = project;
+    // zod leaves out the settings the project does not give, so they keep the value of `defaults`.
+    const settings: PolicySettings = { ...defaults, ...overrides };
+    for (const { keys, message } of policyProblems(settings)) {
+      // A project that sets none of the keys involved inherits the problem; it is reported at `defaults`.
+      const culprit = keys.find((key) => project[key] !== undefined);
+      if (culprit) problems.at([...path, culprit], message);
+    }
+    const keyHash = key ?? keySha256;
+    if (keyHash !== undefined) projects.push({ name, keyHash, policy: toPolicy(settings) });
+  }
+  if (defaults) for (const { keys, message } of policyProblems(defaults)) problems.at(['defaults', keys[0]], message);
+
+  const pools: PoolConfig[] = [];
+  for (const { value, path } of rawPools) {
+    const pool = problems.check(poolSchema, value, path);
+    if (!pool) continue;
+    const { name, ver, arch, flavor } = pool;
+    const nodes = pool.nodes.map(
+      (n): NodeRecord => ({ hostname: n.hostname, ip: n.ip ?? null, pool: name, ver, arch, flavor, chassis: n.chassis ?? null, consolePort: n['console-port'] ?? null }),
+    );
+    pools.push({ name, ver, arch, flavor, reclaim: pool.reclaim, reclaimTimeoutMs: pool['reclaim-timeout'], capacity: nodes.length, nodes });
+  }
+
+  const stringAt = (fields: Record<string, unknown>, key: string): string | undefined =>
+    typeof fields[key] === 'string' ? fields[key] : undefined;
+  checkUnique(
+    problems,
+    'the same name',
+    rawProjects.map(({ path, fields }) => ({ value: stringAt(fields, 'name'), path: [...path, 'name'] })),
+  );
+  // Compared by hash, so a key given plainly in one project and hashed in another is caught too.
+  checkUnique(
+    problems,
+    'the same key',
+    rawProjects.map(({ path, fields }) => {
+      const key = stringAt(fields, 'key');
+      const hashed = stringAt(fields, 'key-sha256')?.toLowerCase();
+      return key !== undefined ? { value: hashKey(key), path: [...path, 'key'] } : { value: hashed, path: [...path, 'key-sha256'] };
+    }),
+  );
+  checkUnique(
+    problems,
+    'the same name',
+    rawPools.map(({ path, fields }) => ({ value: stringAt(fields, 'name'), path: [...path, 'name'] })),
+  );
+  // Across all pools, and regardless of case: DNS names are case-insensitive.
+  checkUnique(
+    problems,
+    'the same hostname',
+    rawPools.flatMap(({ path, fields }) =>
+      asList(fields.nodes).map((node, j) => ({
+        value: stringAt(asRecord(node) ?? {}, 'hostname')?.toLowerCase(),
+        path: [...path, 'nodes', j, 'hostname'],
+      })),
+    ),
+  );
+
+  if (problems.count > 0 || !top || !defaults) throw new ConfigError(problems.sorted());
+  return {
+    listen: top.listen,
+    database: top.database,
+    reaperIntervalMs: top['reaper-interval'],
+    publicInventory: top['public-inventory'],
+    reclaimParallel: top['reclaim-parallel'],
+    defaults: { ver: defaults.ver, arch: defaults.arch, defaultFlavor: defaults['default-flavor'] },
+    projects,
+    pools,
+  };
+}
+
+/** Reads the configuration file at `path`; `${VAR}` comes from `env`. */
+export function loadConfig(path: string, env: Record<string, string | undefined> = process.env): CinodeConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw new ConfigError([`${path}: cannot read the configuration file: ${reason}`]);
+  }
+  return parseConfig(text, path, env);
+}
