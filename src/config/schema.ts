@@ -3,14 +3,11 @@
  * duration to milliseconds, a key to its hash), with messages written for the person who edits the
  * file. Checks that span several settings (uniqueness, lifetime limits) live in config.ts.
  */
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { hashKey } from '../core/catalog.js';
 import { DURATION_HELP, parseDuration, parseLifetime, type Lifetime } from '../core/duration.js';
 
-/** The SHA-256 of an API key, in hex: all cinode ever keeps of a key. */
-export function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
-}
+export { hashKey };
 
 /** A value as a message quotes it; long strings are cut so one bad value cannot flood the output. */
 export function show(value: unknown): string {
@@ -143,11 +140,8 @@ function strictObject<S extends z.ZodRawShape>(shape: S) {
 export const errorMap: z.ZodErrorMap = (issue, ctx) => {
   if (issue.code === z.ZodIssueCode.invalid_type) {
     if (issue.received === z.ZodParsedType.undefined) return { message: 'is required' };
-    const kinds: Partial<Record<string, string>> = { object: 'a mapping', array: 'a list', string: 'a string' };
+    const kinds: Partial<Record<string, string>> = { object: 'a mapping', array: 'a list' };
     return { message: `expected ${kinds[issue.expected] ?? issue.expected}, got ${show(ctx.data)}` };
-  }
-  if (issue.code === z.ZodIssueCode.too_small && issue.type === 'array') {
-    return { message: `expected a list of at least ${String(issue.minimum)} item(s)` };
   }
   return { message: ctx.defaultError };
 };
@@ -196,7 +190,7 @@ export const poolSchema = strictObject({
   arch: text,
   flavor: text.nullable().default(null),
   /** argv of the reclaim command; none (or null): a released node goes straight back to ready. */
-  reclaim: z.array(text).min(1).nullable().default(null),
+  reclaim: z.array(text).min(1, 'expected the command and its arguments, or null for none').nullable().default(null),
   'reclaim-timeout': duration.default('30m'),
   nodes: z.array(nodeSchema),
 });

@@ -12,6 +12,7 @@ export interface Defaults {
   defaultFlavor: Record<string, string>;
 }
 
+/** The SHA-256 of an API key, in hex: all cinode ever keeps of a key. */
 export function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
