@@ -1,0 +1,104 @@
+/**
+ * `cinode serve` as an operator runs it: a separate process from the compiled lib/, refusing a
+ * wrong configuration with one message per problem, serving a good one, reloading on SIGHUP and
+ * stopping cleanly on SIGTERM.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { configYaml, KEYS, removeDir, send, waitFor } from './support/server.js';
+
+const MAIN = join(process.cwd(), 'lib/cli/main.js');
+
+interface Run {
+  child: ChildProcess;
+  stdout: string[];
+  stderr: string[];
+  exit: Promise<number | null>;
+}
+
+function runServe(args: string[]): Run {
+  const child = spawn(process.execPath, [MAIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const run: Run = { child, stdout: [], stderr: [], exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+  child.stdout!.on('data', (chunk: Buffer) => run.stdout.push(chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => run.stderr.push(chunk.toString()));
+  return run;
+}
+
+let dir: string;
+
+beforeAll(() => {
+  if (!existsSync(MAIN)) throw new Error('lib/cli/main.js is missing: run `npm run build:lib` first (npm test does)');
+});
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cinode-serve-'));
+});
+
+afterEach(() => removeDir(dir));
+
+test('a wrong configuration: one message per problem with field and line, and no server', async () => {
+  const path = join(dir, 'bad.yaml');
+  writeFileSync(
+    path,
+    [
+      'listen: 127.0.0.1:0',
+      'reaper-interval: soon',
+      'defaults:',
+      '  node-quota: -1',
+      'projects:',
+      '  - {name: demo, key: short}',
+      'pools:',
+      '  - {name: p, ver: "7", arch: x86_64, nodes: [{hostname: "bad host"}]}',
+    ].join('\n'),
+  );
+  const run = runServe(['--config', path]);
+  expect(await run.exit).toBe(2);
+  const stderr = run.stderr.join('');
+  expect(stderr).toMatch(/did not start/);
+  expect(stderr).toMatch(/bad\.yaml:2: reaper-interval/);
+  expect(stderr).toMatch(/bad\.yaml:4: defaults\.node-quota/);
+  expect(stderr).toMatch(/bad\.yaml:6: projects\[0\]\.key/);
+  expect(stderr).toMatch(/bad\.yaml:8: pools\[0\]\.nodes\[0\]\.hostname/);
+  expect(stderr).not.toContain('short');
+  expect(run.stdout.join('')).not.toMatch(/listening/);
+});
+
+test('a missing configuration file is named', async () => {
+  const run = runServe(['--config', join(dir, 'nope.yaml')]);
+  expect(await run.exit).toBe(2);
+  expect(run.stderr.join('')).toMatch(/nope\.yaml/);
+});
+
+test('serves, reloads on SIGHUP, stops on SIGTERM with exit 0; the key never reaches the log', async () => {
+  const path = join(dir, 'cinode.yaml');
+  writeFileSync(path, configYaml(dir, { pools: [{ name: 'p', nodes: 2 }] }));
+  const run = runServe(['--config', path, '--listen', '127.0.0.1:0']);
+  try {
+    await waitFor('the listening line', () => /cinode listening on http:\/\/127\.0\.0\.1:\d+/.test(run.stderr.join('')), 15_000);
+    const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(run.stderr.join(''))![1]!;
+    const got = await send(`${url}/Node/get?key=${KEYS.alpha}&count=2`);
+    expect(got.status).toBe(200);
+
+    writeFileSync(path, configYaml(dir, { pools: [{ name: 'p', nodes: 3 }] }));
+    run.child.kill('SIGHUP');
+    await waitFor(
+      'the reloaded inventory',
+      async () => ((await send(`${url}/Inventory`)).json as unknown[]).length === 3,
+      10_000,
+    );
+    const third = await send(`${url}/Node/get?key=${KEYS.alpha}`);
+    expect((third.json as { hosts: string[] }).hosts).toEqual(['p-3.test.example']);
+
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+    const logs = run.stdout.join('');
+    expect(logs).toMatch(/"msg":"request"/);
+    expect(logs).toMatch(/key=\[REDACTED\]/);
+    expect(logs).not.toContain(KEYS.alpha);
+    expect(logs).toMatch(/cinode stopped/);
+  } finally {
+    run.child.kill('SIGKILL');
+  }
+});
