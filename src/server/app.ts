@@ -145,16 +145,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return service.getNodes(project, request);
   });
 
+  // Malformed parameters (400) answer before a bad session reference (403): read the ssid last.
   keyed('/Node/done', async (_request, params, project) => {
-    const ssid = readSessionRef(params, true);
     const nodes = readNodes(params);
+    const ssid = readSessionRef(params, true);
     const outcome = await service.doneNodes(project, ssid, nodes);
     return outcome === 'done' ? DONE : { msg: 'Session not in Prod' };
   });
 
   keyed('/Node/fail', async (_request, params, project) => {
-    const ssid = readSessionRef(params, true);
     const nodes = readNodes(params);
+    const ssid = readSessionRef(params, true);
     await service.failNodes(project, ssid, nodes);
     return DONE;
   });
@@ -174,8 +175,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   keyed('/Session/list', async (_request, _params, project) => service.listSessions(project));
 
   keyed('/Session/extend', async (_request, params, project) => {
-    const ssid = readSessionRef(params, true);
     const lifetime = readLifetime(params, true)!;
+    const ssid = readSessionRef(params, true);
     return service.extendSession(project, ssid, lifetime);
   });
 

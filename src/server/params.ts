@@ -22,12 +22,13 @@ function shown(value: string): string {
 }
 
 function addValue(params: Params, name: string, value: unknown): void {
-  if (value === undefined || value === null) return;
-  if (Array.isArray(value)) {
+  if (value === undefined) return;
+  // A JSON null or [] is a parameter present with nothing in it: malformed, like `count=`.
+  if (Array.isArray(value) && value.length > 0) {
     for (const item of value) addValue(params, name, item);
     return;
   }
-  const text = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  const text = value === null || Array.isArray(value) ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value);
   const values = params.get(name);
   if (values) values.push(text);
   else params.set(name, [text]);
