@@ -24,6 +24,8 @@ export interface CommandOptions {
 
 /** Output kept of each stream: enough for a reason and an event history, bounded in memory. */
 const MAX_OUTPUT = 64 * 1024;
+/** How long output may still arrive after the command exited. */
+const OUTPUT_DRAIN_MS = 100;
 
 function lastLine(text: string): string {
   const lines = text.trim().split('\n');
@@ -70,7 +72,17 @@ export function runCommand(options: CommandOptions, running?: Set<() => void>): 
     child.stdin.on('error', () => undefined);
     child.stdin.end(options.stdin ?? '');
     child.on('error', (error) => finish({ ok: false, reason: `${options.label} could not start ${JSON.stringify(file)}: ${error.message}` }));
-    child.on('close', (code, signal) => {
+    // The command is done when it exits, even if something it left in the background still
+    // holds its output pipes: read what is buffered, then stop listening.
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        settle(code, signal);
+      }, OUTPUT_DRAIN_MS);
+    });
+    child.on('close', (code, signal) => settle(code, signal));
+    function settle(code: number | null, signal: NodeJS.Signals | null): void {
       if (timedOut) {
         finish({ ok: false, reason: `${options.label} timed out after ${Math.round(options.timeoutMs / 1000)}s and was killed` });
       } else if (code === 0) {
@@ -80,6 +92,6 @@ export function runCommand(options: CommandOptions, running?: Set<() => void>): 
         const detail = lastLine(stderr);
         finish({ ok: false, reason: `${options.label} ${how}${detail ? `: ${detail}` : ''}` });
       }
-    });
+    }
   });
 }

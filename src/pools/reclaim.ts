@@ -102,7 +102,12 @@ export class ReclaimWorker {
     const pool = this.deps.pools().get(node.pool);
     let ok = true;
     let reason: string | null = null;
-    if (pool?.reclaim) {
+    if (!pool) {
+      // Its pool left the configuration, and with it the reclaim command: the machine cannot be
+      // reset, so it must not reach the next user. An operator returns it to service.
+      ok = false;
+      reason = `pool ${node.pool} is no longer configured, so the node could not be reclaimed`;
+    } else if (pool.reclaim) {
       const result = await runCommand(
         {
           label: 'reclaim',
