@@ -3,6 +3,8 @@
  * end with. Shared by the GitHub Action and the `cinode` command; nothing here imports the server.
  */
 
+export type { HostView, InventoryRow, KeyedInventoryRow, NodeGetResult, SessionGetResult, SessionView } from '../api/types.js';
+
 export interface NodeGetParams {
   ver?: string;
   arch?: string;
@@ -12,65 +14,11 @@ export interface NodeGetParams {
   ssid?: string;
 }
 
-export interface NodeGetResult {
-  hosts: string[];
-  ssid: string;
-}
-
 export interface SessionGetParams {
   alias?: string;
   /** A duration such as `6h`, or `never`. */
   lifetime?: string;
 }
-
-export interface SessionGetResult {
-  ssid: string;
-  alias: string | null;
-  hosts: string[];
-  expires_at: string | null;
-  created: boolean;
-}
-
-export interface HostView {
-  hostname: string;
-  ip: string | null;
-  state: string;
-  ver: string;
-  arch: string;
-  flavor: string | null;
-}
-
-export interface SessionView {
-  ssid: string;
-  alias: string | null;
-  state: 'active' | 'done';
-  created_at: string;
-  expires_at: string | null;
-  ended_at: string | null;
-  end_reason: string | null;
-  hosts: HostView[];
-}
-
-/** A keyed `/Inventory` row: `[hostname, ssid]`. */
-export type KeyedInventoryRow = [hostname: string, ssid: string];
-
-/** An unkeyed `/Inventory` row, the 14 legacy fields. */
-export type InventoryRow = [
-  id: number,
-  hostname: string,
-  ip: string | null,
-  chassis: string | null,
-  used_count: number,
-  state: string,
-  comment: string | null,
-  distro: string | null,
-  rel: string | null,
-  ver: string,
-  arch: string,
-  pool: number,
-  console_port: number | null,
-  flavor: string | null,
-];
 
 /**
  * How a call failed. `transport` means no answer came (connection refused, reset, timed out);

@@ -2,6 +2,7 @@
  * The allocation domain: every call of SPEC.md as a method, each one transaction. It speaks in
  * projects, sessions and nodes; the server turns its results and CinodeErrors into HTTP.
  */
+import type { HostView, InventoryRow, SessionGetResult, SessionView } from '../api/types.js';
 import type { Catalog } from './catalog.js';
 import { formatDuration, NEVER, type Lifetime } from './duration.js';
 import { badRequest, CAPACITY_MESSAGE, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
@@ -33,52 +34,6 @@ export interface SessionGetRequest {
   alias?: string;
   lifetime?: Lifetime;
 }
-
-export interface HostView {
-  hostname: string;
-  ip: string | null;
-  state: string;
-  ver: string;
-  arch: string;
-  flavor: string | null;
-}
-
-export interface SessionView {
-  ssid: string;
-  alias: string | null;
-  state: 'active' | 'done';
-  created_at: string;
-  expires_at: string | null;
-  ended_at: string | null;
-  end_reason: string | null;
-  hosts: HostView[];
-}
-
-export interface SessionGetResult {
-  ssid: string;
-  alias: string | null;
-  hosts: string[];
-  expires_at: string | null;
-  created: boolean;
-}
-
-/** One row of the unkeyed legacy inventory. */
-export type InventoryRow = [
-  id: number,
-  hostname: string,
-  ip: string | null,
-  chassis: string | null,
-  used_count: number,
-  state: string,
-  comment: string | null,
-  distro: string | null,
-  rel: string | null,
-  ver: string,
-  arch: string,
-  pool: number,
-  console_port: number | null,
-  flavor: string | null,
-];
 
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
