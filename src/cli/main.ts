@@ -1,17 +1,21 @@
 #!/usr/bin/env node
 /**
- * The `cinode` command: `serve` for operators; client commands for pipelines come beside it.
+ * The `cinode` command: `serve` for operators; the client commands for pipelines
+ * (client-commands.ts) beside it.
  */
-import { Command } from 'commander';
-import { serve } from './serve.js';
+import { createProgram, processDeps, runCli } from './client-commands.js';
 
-const program = new Command('cinode').description('Lends test machines to CI jobs').showHelpAfterError();
+const deps = processDeps();
+const program = createProgram(deps);
 
 program
   .command('serve')
   .description('run the allocation backend')
   .requiredOption('-c, --config <file>', 'the YAML configuration file')
   .option('--listen <host:port>', "listen here instead of the configuration's listen")
-  .action(async (options: { config: string; listen?: string }) => serve(options));
+  // Loaded only when serving: the client commands start without the server's dependencies.
+  .action(async (options: { config: string; listen?: string }) => (await import('./serve.js')).serve(options));
 
-await program.parseAsync(process.argv);
+const code = await runCli(program, process.argv, deps);
+// `serve` sets its own exit code when it cannot start; keep it.
+if (code !== 0) process.exitCode = code;

@@ -1,0 +1,58 @@
+/**
+ * Human output of the client commands: aligned tables and key/value blocks. `--json` bypasses
+ * all of this and prints the client's result as it is.
+ */
+import type { InventoryRow, KeyedInventoryRow, SessionView } from '../client/index.js';
+
+const NONE = '-';
+
+function cell(value: string | number | null | undefined): string {
+  return value === null || value === undefined || value === '' ? NONE : String(value);
+}
+
+/** Rows aligned in columns under a header, two spaces apart; no trailing spaces. */
+export function table(header: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number | null | undefined>>): string {
+  const all = [header.map(cell), ...rows.map((row) => row.map(cell))];
+  const widths = header.map((_, i) => Math.max(...all.map((row) => (row[i] ?? '').length)));
+  return all.map((row) => row.map((text, i) => (i === row.length - 1 ? text : text.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+}
+
+export function sessionBlock(view: SessionView): string {
+  const fields: Array<[string, string | null]> = [
+    ['ssid', view.ssid],
+    ['alias', view.alias],
+    ['state', view.state],
+    ['created_at', view.created_at],
+    ['expires_at', view.expires_at ?? (view.state === 'active' ? 'never' : null)],
+    ['ended_at', view.ended_at],
+    ['end_reason', view.end_reason],
+  ];
+  const width = Math.max(...fields.map(([name]) => name.length));
+  const head = fields.map(([name, value]) => `${name.padEnd(width)}  ${cell(value)}`).join('\n') + '\n';
+  if (view.hosts.length === 0) return `${head}\n(no hosts)\n`;
+  return `${head}\n${table(
+    ['HOSTNAME', 'IP', 'STATE', 'VER', 'ARCH', 'FLAVOR'],
+    view.hosts.map((h) => [h.hostname, h.ip, h.state, h.ver, h.arch, h.flavor]),
+  )}`;
+}
+
+export function sessionTable(views: readonly SessionView[]): string {
+  if (views.length === 0) return '(no active sessions)\n';
+  return table(
+    ['SSID', 'ALIAS', 'STATE', 'HOSTS', 'CREATED_AT', 'EXPIRES_AT'],
+    views.map((v) => [v.ssid, v.alias, v.state, v.hosts.map((h) => h.hostname).join(','), v.created_at, v.expires_at ?? 'never']),
+  );
+}
+
+export function keyedInventoryTable(rows: readonly KeyedInventoryRow[]): string {
+  if (rows.length === 0) return '(no nodes in your active sessions)\n';
+  return table(['HOSTNAME', 'SSID'], rows);
+}
+
+export function publicInventoryTable(rows: readonly InventoryRow[]): string {
+  if (rows.length === 0) return '(no nodes)\n';
+  return table(
+    ['ID', 'HOSTNAME', 'IP', 'STATE', 'USED', 'VER', 'ARCH', 'FLAVOR', 'POOL', 'SSID'],
+    rows.map((r) => [r[0], r[1], r[2], r[5], r[4], r[9], r[10], r[13], r[11], r[6]]),
+  );
+}

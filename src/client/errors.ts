@@ -1,0 +1,169 @@
+/**
+ * The errors a call can end with, parsed from the legacy admin.ci bodies (SPEC.md section 1).
+ * Nothing here imports the server: the client reads only what goes over the wire.
+ */
+import type { ApiErrorKind } from './types.js';
+
+export const INVALID_KEY_MSG = 'Invalid duffy key';
+export const INVALID_SESSION_MSG = 'Invalid session ID';
+/** The legacy capacity answer of `/Node/get` (a plain-text body, never JSON). */
+export const INSUFFICIENT_NODES_MSG = 'Insufficient Nodes in READY State';
+/** The legacy answer of `/Node/done` without `node` on a session that is already done. */
+export const NOT_IN_PROD_MSG = 'Session not in Prod';
+
+export const REDACTED = '[REDACTED]';
+
+export interface CinodeApiErrorOptions {
+  status?: number;
+  retryAfterMs?: number;
+  /** The call's path, e.g. `/Node/get`. */
+  call?: string;
+  cause?: unknown;
+}
+
+/** A call that failed: the server refused it (`kind` from its answer) or no answer came (`transport`). */
+export class CinodeApiError extends Error {
+  override readonly name = 'CinodeApiError';
+  readonly kind: ApiErrorKind;
+  /** The HTTP status of the answer; undefined for `transport`. */
+  readonly status?: number;
+  /** What the server's `Retry-After` asked for, in milliseconds. */
+  readonly retryAfterMs?: number;
+  /** The call's path, e.g. `/Node/get`. */
+  readonly call?: string;
+  /** How many requests were sent before giving up (set by the retry loop). */
+  attempts?: number;
+
+  constructor(kind: ApiErrorKind, message: string, options: CinodeApiErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.kind = kind;
+    this.status = options.status;
+    this.retryAfterMs = options.retryAfterMs;
+    this.call = options.call;
+  }
+}
+
+/**
+ * The call was cancelled through its AbortSignal (e.g. the runner's SIGINT while waiting for
+ * capacity). Not a CinodeApiError: the server did not refuse anything.
+ */
+export class CinodeAbortError extends Error {
+  override readonly name = 'AbortError';
+  constructor(message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+  }
+}
+
+/** `key=...` in a URL or text, with the value replaced; also any literal occurrence of `key`. */
+export function redactKey(text: string, key?: string): string {
+  let out = text.replace(/([?&]key=)[^&#\s]*/gi, `$1${REDACTED}`);
+  if (key !== undefined && key.length >= 4) out = out.split(key).join(REDACTED);
+  const encoded = key === undefined ? '' : encodeURIComponent(key);
+  if (encoded.length >= 4 && encoded !== key) out = out.split(encoded).join(REDACTED);
+  return out;
+}
+
+/** Reads a header from either a plain record or Node's IncomingHttpHeaders, case-insensitively. */
+export function headerValue(headers: Readonly<Record<string, string | string[] | undefined>>, name: string): string | undefined {
+  const wanted = name.toLowerCase();
+  for (const [k, v] of Object.entries(headers)) {
+    if (k.toLowerCase() === wanted) return Array.isArray(v) ? v[0] : v;
+  }
+  return undefined;
+}
+
+/** `Retry-After` as milliseconds: delay-seconds or an HTTP date (relative to `now`). */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const date = Date.parse(text);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
+}
+
+/** The body parsed as JSON, or undefined when it is not JSON. */
+export function parseJson(body: string): { value: unknown } | undefined {
+  try {
+    return { value: JSON.parse(body) as unknown };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The `msg` of a `{"msg": "..."}` body, if it is one. */
+export function messageOf(json: { value: unknown } | undefined): string | undefined {
+  const value = json?.value;
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const msg = (value as Record<string, unknown>).msg;
+    if (typeof msg === 'string') return msg;
+  }
+  return undefined;
+}
+
+/** A short, printable excerpt of a body for error messages. */
+export function snippet(body: string, max = 200): string {
+  const flat = body.replace(/\s+/g, ' ').trim();
+  if (flat === '') return '(empty body)';
+  return flat.length > max ? `${flat.slice(0, max)}...` : flat;
+}
+
+export interface Answer {
+  status: number;
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+  body: string;
+}
+
+/**
+ * The error an answer that is not a 2xx stands for (SPEC.md's error table). `now` resolves a
+ * `Retry-After` given as a date.
+ */
+export function errorFromAnswer(call: string, answer: Answer, now: number): CinodeApiError {
+  const { status, body } = answer;
+  const json = parseJson(body);
+  const msg = messageOf(json);
+  const retryAfterMs = parseRetryAfter(headerValue(answer.headers, 'retry-after'), now);
+  const options: CinodeApiErrorOptions = { status, call, retryAfterMs };
+  const fallback = `HTTP ${status} from ${call}: ${snippet(body)}`;
+
+  if (status === 503 && json === undefined) {
+    return new CinodeApiError('capacity', body.trim() === '' ? INSUFFICIENT_NODES_MSG : snippet(body), options);
+  }
+  if (status >= 500) return new CinodeApiError('server', msg ?? fallback, options);
+  switch (status) {
+    case 401:
+      return new CinodeApiError('invalid-key', msg ?? INVALID_KEY_MSG, options);
+    case 403:
+      if (msg === INVALID_KEY_MSG) return new CinodeApiError('invalid-key', msg, options);
+      if (msg === INVALID_SESSION_MSG) return new CinodeApiError('invalid-session', msg, options);
+      return new CinodeApiError('policy', msg ?? fallback, options);
+    case 409:
+      return new CinodeApiError('not-active', msg ?? fallback, options);
+    case 429:
+      return new CinodeApiError('rate-limit', msg ?? fallback, options);
+  }
+  // 400, and any other 4xx (404: the url names no cinode endpoint): the request itself is wrong.
+  if (status >= 400) return new CinodeApiError('bad-request', msg ?? fallback, options);
+  // 1xx/3xx that were not followed: nothing a client can use.
+  return new CinodeApiError('server', fallback, options);
+}
+
+/**
+ * A 200 whose body is not the expected shape but a legacy refusal: Duffy v2 answered most errors
+ * with 200 and `{"msg": ...}`, and the capacity shortfall with 200 and plain text. Undefined when
+ * the body is neither (the caller reports an unexpected answer).
+ */
+export function legacyRefusal(call: string, status: number, body: string): CinodeApiError | undefined {
+  const json = parseJson(body);
+  const options: CinodeApiErrorOptions = { status, call };
+  if (json === undefined) {
+    return body.includes(INSUFFICIENT_NODES_MSG) ? new CinodeApiError('capacity', INSUFFICIENT_NODES_MSG, options) : undefined;
+  }
+  const msg = messageOf(json);
+  if (msg === undefined) return undefined;
+  if (msg === INVALID_KEY_MSG) return new CinodeApiError('invalid-key', msg, options);
+  if (msg === INVALID_SESSION_MSG) return new CinodeApiError('invalid-session', msg, options);
+  if (msg.includes(INSUFFICIENT_NODES_MSG)) return new CinodeApiError('capacity', msg, options);
+  // Any other legacy refusal (fail-node limit, quota, ...) is the server saying no: not retried.
+  return new CinodeApiError('policy', msg, options);
+}
