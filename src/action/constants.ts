@@ -1,0 +1,82 @@
+/**
+ * Every name the action shares with the runner, declared once: the inputs and outputs of
+ * action.yml, the step state that pre and main hand to post, and the environment variables the
+ * action exports to later steps. Nothing else spells these strings.
+ */
+
+/** The inputs of action.yml. */
+export const Inputs = {
+  Url: 'url',
+  Key: 'key',
+  Alias: 'alias',
+  Count: 'count',
+  Ver: 'ver',
+  Arch: 'arch',
+  Flavor: 'flavor',
+  Drop: 'drop',
+  Fail: 'fail',
+  Lifetime: 'lifetime',
+  Teardown: 'teardown',
+  Timeout: 'timeout',
+  KeyInQuery: 'key-in-query',
+} as const;
+export type Input = (typeof Inputs)[keyof typeof Inputs];
+
+/** The outputs of action.yml. */
+export const Outputs = {
+  Ssid: 'ssid',
+  Alias: 'alias',
+  Hosts: 'hosts',
+  AllHosts: 'all-hosts',
+  HostsJson: 'hosts-json',
+} as const;
+export type Output = (typeof Outputs)[keyof typeof Outputs];
+
+/**
+ * Step state (`GITHUB_STATE` → `STATE_<name>`). The runner keeps it per use of the action: pre
+ * and main of one use share it, and the post of that use sees it; another use never does.
+ */
+export const State = {
+  /** The session this use worked on. */
+  Ssid: 'ssid',
+  Alias: 'alias',
+  /**
+   * `true` when this use opened the session and so ends it in post; `pending` while it is asking
+   * the server to open one, so that post can still end a session whose answer was lost.
+   */
+  Owner: 'owner',
+} as const;
+export type StateName = (typeof State)[keyof typeof State];
+
+export const OwnerState = {
+  Owner: 'true',
+  Pending: 'pending',
+} as const;
+
+/** Environment variables exported (via `GITHUB_ENV`) to the later steps of the job. */
+export const Env = {
+  Url: 'CINODE_URL',
+  Ssid: 'CINODE_SSID',
+  Alias: 'CINODE_ALIAS',
+  /** Every host of the session after the latest main step, space separated. */
+  Hosts: 'CINODE_HOSTS',
+} as const;
+export type EnvName = (typeof Env)[keyof typeof Env];
+
+/** Defaults of inputs left empty (action.yml gives the same; a bare `node dist/...` run gives none). */
+export const Defaults = {
+  Count: 1,
+  Teardown: true,
+  TimeoutMs: 5 * 60_000,
+  KeyInQuery: false,
+} as const;
+
+/**
+ * The retry budget of post's `/Session/done`: the runner gives post steps of a cancelled job a few
+ * minutes at most, and a teardown that cannot reach the server should warn quickly, not hang.
+ */
+export const POST_TIMEOUT_MS = 60_000;
+
+/** SPEC.md: 1 to 128 characters of A-Z a-z 0-9 . _ - : / @ */
+export const ALIAS_MAX_LENGTH = 128;
+export const ALIAS_PATTERN = /^[A-Za-z0-9._\-:/@]+$/;
