@@ -64,7 +64,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let config = loadConfig(options.configPath, env);
   const store = await openStore(config.database);
   if (store.dialect === 'sqlite') {
-    // Only this process uses the file: reclaims that a crash interrupted start over now.
+    // Only this process uses the file: reclaims that a crash interrupted start over now. On
+    // PostgreSQL other replicas hold live claims: a dead replica's claims are taken once they lapse.
     await store.read().clearReclaimLeases();
   }
   let catalog = await syncCatalog(store, config, clock());

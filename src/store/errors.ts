@@ -1,8 +1,11 @@
 /**
  * Which database errors mean "the database cannot be reached or used right now" (503, try again)
- * rather than a bug (500). SQLite reports busy or I/O trouble; PostgreSQL drops connections.
+ * rather than a bug (500). SQLite reports busy or I/O trouble; PostgreSQL drops connections,
+ * refuses them while it starts or stops, or the pool times out waiting for one.
  */
-const UNAVAILABLE_CODES = new Set([
+
+/** Prefixes of SQLite's codes (SQLITE_BUSY_SNAPSHOT is a SQLITE_BUSY) and of Node's socket errors. */
+const UNAVAILABLE_CODE_PREFIXES = [
   'SQLITE_BUSY',
   'SQLITE_LOCKED',
   'SQLITE_IOERR',
@@ -11,23 +14,44 @@ const UNAVAILABLE_CODES = new Set([
   'SQLITE_READONLY',
   'ECONNREFUSED',
   'ECONNRESET',
+  'ECONNABORTED',
   'ETIMEDOUT',
   'EPIPE',
   'ENOTFOUND',
-  '57P01', // admin_shutdown
-  '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now
-  '08000', // connection_exception
-  '08003', // connection_does_not_exist
-  '08006', // connection_failure
-  '53300', // too_many_connections
-]);
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+];
 
-const UNAVAILABLE_MESSAGES = [/Connection terminated/i, /timeout exceeded when trying to connect/i, /database connection is not open/i];
+/**
+ * PostgreSQL SQLSTATEs: class 08 (connection exception), 57P01-57P03 (the server is shutting down,
+ * crashed, or not accepting connections yet), class 53 (out of connections, memory or disk), and
+ * 40001/40P01 (serialization failure, deadlock) once the store's own retries are spent.
+ */
+const UNAVAILABLE_SQLSTATE = /^(08[0-9A-Z]{3}|57P0[123]|53[0-9A-Z]{3}|40001|40P01)$/;
+
+const UNAVAILABLE_MESSAGES = [
+  /Connection terminated/i, // pg: the server or the network closed the connection
+  /timeout exceeded when trying to connect/i, // pg.Pool: connectionTimeoutMillis passed
+  /is not queryable/i, // pg: a query on a connection that already failed
+  /database connection is not open/i, // better-sqlite3 after close
+];
 
 export function isDatabaseUnavailable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && [...UNAVAILABLE_CODES].some((c) => code.startsWith(c))) return true;
-  return UNAVAILABLE_MESSAGES.some((pattern) => pattern.test(error.message));
+  // Duck-typed, not `instanceof Error`: errors raised by Node's sockets may come from another realm.
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, message, errors } = error as { code?: unknown; message?: unknown; errors?: unknown };
+  // Node reports a refused connection to a name with several addresses as an AggregateError.
+  if (Array.isArray(errors) && errors.some(isDatabaseUnavailable)) return true;
+  if (typeof code === 'string') {
+    if (UNAVAILABLE_SQLSTATE.test(code)) return true;
+    if (UNAVAILABLE_CODE_PREFIXES.some((prefix) => code.startsWith(prefix))) return true;
+  }
+  return typeof message === 'string' && UNAVAILABLE_MESSAGES.some((pattern) => pattern.test(message));
+}
+
+/** PostgreSQL aborted the transaction to resolve a lock conflict: running it again is safe. */
+export function isRetryableConflict(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40001' || code === '40P01';
 }

@@ -4,16 +4,35 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
 import { Store } from './store.js';
 
 export const SQLITE_PREFIX = 'sqlite:';
+const POSTGRES_URL = /^postgres(ql)?:\/\//;
 
-export async function openStore(url: string): Promise<Store> {
+/** PostgreSQL's type oid of BIGINT (int8), which `count(*)`, `min()` of a bigint and our times are. */
+const INT8_OID = 20;
+
+export interface OpenOptions {
+  /**
+   * Told about a PostgreSQL connection that broke while idle in the pool (the database restarted
+   * or the network dropped it). The pool has already thrown that connection away and opens a new
+   * one on the next query, so this is for the log only. By default a line on stderr.
+   */
+  onConnectionError?: (error: Error) => void;
+  /** PostgreSQL: the most connections this process keeps open (default 10). */
+  poolSize?: number;
+  /** PostgreSQL: how long a query waits for a connection before failing with 503 (default 5 s). */
+  connectTimeoutMs?: number;
+}
+
+export async function openStore(url: string, options: OpenOptions = {}): Promise<Store> {
   if (url.startsWith(SQLITE_PREFIX)) return openSqliteStore(url.slice(SQLITE_PREFIX.length));
-  throw new Error(`database: ${JSON.stringify(url)} is not supported; use sqlite:PATH`);
+  if (POSTGRES_URL.test(url)) return openPostgresStore(url, options);
+  throw new Error(`database: ${JSON.stringify(url)} is not supported; use sqlite:PATH or postgres://USER@HOST/DB`);
 }
 
 export async function openSqliteStore(path: string): Promise<Store> {
@@ -30,11 +49,60 @@ export async function openSqliteStore(path: string): Promise<Store> {
   return new Store(db, 'sqlite');
 }
 
+function logConnectionError(error: Error): void {
+  process.stderr.write(`cinode: a PostgreSQL connection failed and was dropped from the pool: ${error.message}\n`);
+}
+
+/** BIGINT as a JS number: our bigints are counts and millisecond times, far below 2^53. */
+function parseInt8(value: string): number {
+  return Number(value);
+}
+
+/**
+ * A pool of connections to PostgreSQL. Several replicas can open the same database at once:
+ * Kysely's migrator holds an advisory lock while it migrates, so one of them migrates and the
+ * others wait and find the schema up to date.
+ */
+export async function openPostgresStore(url: string, options: OpenOptions = {}): Promise<Store> {
+  const onConnectionError = options.onConnectionError ?? logConnectionError;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+    idleTimeoutMillis: 30_000,
+    // Finds connections the network silently dropped, instead of waiting on them forever.
+    keepAlive: true,
+    application_name: 'cinode',
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  // A connection that breaks while idle in the pool is reported here; without a listener the
+  // 'error' event would end the process. The pool has already discarded that connection.
+  pool.on('error', onConnectionError);
+  // A connection checked out by a query reports its failure to that query (which answers 503),
+  // and emits 'error' too: a listener must exist then as well, or the process ends. The pool
+  // discards the connection when it comes back, and opens fresh ones when the database returns.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    await migrate(db, 'postgres');
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  return new Store(db, 'postgres');
+}
+
 async function migrate(db: Kysely<Database>, dialect: 'sqlite' | 'postgres'): Promise<void> {
   const migrator = new Migrator({ db, provider: migrationProvider(dialect) });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');
-    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
+    if (!failed) throw error; // the database could not be reached, or the migration lock not taken
+    throw new Error(`database migration ${failed.migrationName} failed: ${String(error)}`);
   }
 }

@@ -1,14 +1,44 @@
 /**
  * The store: every query cinode runs, behind one class that serves SQLite and PostgreSQL alike.
  * The core calls these methods inside `transaction()`, so each API call is all-or-nothing.
+ *
+ * Concurrency. SQLite runs one write transaction at a time, so a single process is serialized by
+ * the database itself. On PostgreSQL several replicas share the database, and cinode uses READ
+ * COMMITTED transactions with row locks, not SERIALIZABLE transactions with retry:
+ *
+ * - Allocation takes ready nodes with `SELECT ... FOR UPDATE SKIP LOCKED`. Every allocator wants
+ *   the same rows (the least-used ready nodes of a pool); under SERIALIZABLE all but one of them
+ *   would fail with a serialization error and run again, so retries (and latency) grow with the
+ *   number of concurrent clients, right when the service is busiest. With SKIP LOCKED each
+ *   transaction takes nodes no other one holds, without waiting or aborting: no node is handed
+ *   out twice, and a request that cannot get all `count` nodes fails as a whole (capacity).
+ * - The calls of one project (quota and rate-limit checks, then inserts) queue on the project's
+ *   row (`lockProject`, `SELECT ... FOR UPDATE`), and a session being changed is locked as it is
+ *   read (`sessionByRef`), so a check and the write that relies on it cannot interleave with
+ *   another replica's. Calls of different projects do not wait on each other.
+ * - The reaper and the reclaim workers run on every replica and take their work with
+ *   `FOR UPDATE SKIP LOCKED` too: each expired session is ended, and each node to reclaim is
+ *   claimed, by exactly one replica; the others skip those rows and take the next ones.
+ * - Under READ COMMITTED, a row that another transaction changed while we waited for its lock is
+ *   checked against our WHERE again (a node no longer ready, a session already ended drop out).
+ *
+ * Locks are taken in one order (project, then session, then nodes), and the rare deadlock or
+ * serialization failure PostgreSQL still reports is handled by running the transaction again.
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { EndReason, Node, NodeState, Session } from '../core/model.js';
+import { isRetryableConflict } from './errors.js';
 import type { Dialect } from './migrations.js';
 import type { Database, NodeRow, SessionRow } from './schema.js';
 
 /** SQLite allows up to 32766 bound values a statement; stay far below for long id lists. */
 const ID_CHUNK = 500;
+
+/** How many times a transaction runs when PostgreSQL aborts it for a deadlock or serialization failure. */
+const CONFLICT_ATTEMPTS = 4;
+
+/** The PostgreSQL advisory lock that serializes configuration syncs of replicas starting together. */
+const CATALOG_LOCK = 0x63696e6f6465; // "cinode"
 
 export function toSession(row: SessionRow): Session {
   return {
@@ -67,23 +97,21 @@ export interface ProjectRecord {
   policy: string;
 }
 
-export interface NodeRecord {
-  hostname: string;
-  ip: string | null;
-  pool: string;
-  ver: string;
-  arch: string;
-  flavor: string | null;
-  chassis: string | null;
-  consolePort: number | null;
-}
+/** A node as the configuration declares it. */
+export type NodeRecord = Pick<Node, 'hostname' | 'ip' | 'pool' | 'ver' | 'arch' | 'flavor' | 'chassis' | 'consolePort'>;
 
 /** The queries of one transaction. */
 export class StoreTx {
+  /** PostgreSQL inside a transaction: rows read in order to change them are locked as they are read. */
+  private readonly lockRows: boolean;
+
   constructor(
     protected readonly db: Kysely<Database>,
     readonly dialect: Dialect,
-  ) {}
+    inTransaction = true,
+  ) {
+    this.lockRows = dialect === 'postgres' && inTransaction;
+  }
 
   /**
    * Serializes the calls of one project (quota and rate limit are read, then acted on). SQLite
@@ -95,13 +123,18 @@ export class StoreTx {
     }
   }
 
-  /** A session of the project by ssid, else by alias: its active session, else its latest done one. */
+  /**
+   * A session of the project by ssid, else by alias: its active session, else its latest done one.
+   * In a PostgreSQL transaction the row is locked until commit, so the reaper or another replica
+   * cannot end the session between this read and what the caller then does to it.
+   */
   async sessionByRef(projectId: number, ref: string): Promise<Session | undefined> {
     const bySsid = await this.db
       .selectFrom('sessions')
       .selectAll()
       .where('project_id', '=', projectId)
       .where('ssid', '=', ref)
+      .$if(this.lockRows, (q) => q.forUpdate())
       .executeTakeFirst();
     if (bySsid) return toSession(bySsid);
     const byAlias = await this.db
@@ -112,10 +145,12 @@ export class StoreTx {
       .orderBy(sql`case when state = 'active' then 0 else 1 end`)
       .orderBy('id', 'desc')
       .limit(1)
+      .$if(this.lockRows, (q) => q.forUpdate())
       .executeTakeFirst();
     return byAlias ? toSession(byAlias) : undefined;
   }
 
+  /** The project's active session of that alias (locked like `sessionByRef`). */
   async activeSessionByAlias(projectId: number, alias: string): Promise<Session | undefined> {
     const row = await this.db
       .selectFrom('sessions')
@@ -123,6 +158,7 @@ export class StoreTx {
       .where('project_id', '=', projectId)
       .where('alias', '=', alias)
       .where('state', '=', 'active')
+      .$if(this.lockRows, (q) => q.forUpdate())
       .executeTakeFirst();
     return row ? toSession(row) : undefined;
   }
@@ -330,7 +366,11 @@ export class StoreTx {
     return rows.map((r) => ({ ...toNode(r), ssid: r.ssid }));
   }
 
-  /** Ends up to `limit` sessions whose expiry has passed; returns how many. */
+  /**
+   * Ends up to `limit` sessions whose expiry has passed; returns how many. On PostgreSQL the
+   * sessions are locked and those another replica's reaper (or a call on the session) holds are
+   * skipped, so each expired session is ended by exactly one replica.
+   */
   async expireSessions(now: number, limit: number): Promise<number> {
     const expired = await this.db
       .selectFrom('sessions')
@@ -375,7 +415,9 @@ export class StoreTx {
 
   /**
    * Claims up to `limit` nodes waiting for reclaim whose earlier claim (if any) has lapsed, for
-   * `owner` until `leaseUntil`. A crash mid-reclaim leaves a claim that lapses or is cleared at start.
+   * `owner` until `leaseUntil`. On PostgreSQL the candidates are locked and rows another replica
+   * is claiming are skipped, so each claim has one owner. A crash mid-reclaim leaves a claim that
+   * lapses (and is cleared at start on SQLite, which only one process uses).
    */
   async claimReclaim(owner: string, now: number, leaseUntil: number, limit: number): Promise<Node[]> {
     const candidates = await this.db
@@ -429,8 +471,17 @@ export class StoreTx {
 
   // ---- configuration sync ----
 
+  /**
+   * PostgreSQL: waits until no other replica is syncing the configuration, so replicas starting
+   * together do not insert the same projects or nodes twice. Held until commit.
+   */
+  private async lockCatalog(): Promise<void> {
+    if (this.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${CATALOG_LOCK})`.execute(this.db);
+  }
+
   /** Makes the projects table match the configuration; returns name -> id. */
   async syncProjects(projects: readonly ProjectRecord[]): Promise<Map<string, number>> {
+    await this.lockCatalog();
     const existing = await this.db.selectFrom('projects').select(['id', 'name']).execute();
     const ids = new Map(existing.map((p) => [p.name, Number(p.id)]));
     for (const p of projects) {
@@ -461,6 +512,7 @@ export class StoreTx {
    * so a live session that holds it loses nothing and it comes back if the file lists it again.
    */
   async syncNodes(nodes: readonly NodeRecord[], now: number): Promise<void> {
+    await this.lockCatalog();
     const existing = await this.db.selectFrom('nodes').select(['id', 'hostname']).execute();
     const ids = new Map(existing.map((n) => [n.hostname, Number(n.id)]));
     for (const n of nodes) {
@@ -499,14 +551,25 @@ export class Store {
     readonly dialect: Dialect,
   ) {}
 
-  /** Runs `work` in one transaction: everything it did is kept, or nothing is. */
+  /**
+   * Runs `work` in one transaction: everything it did is kept, or nothing is. When PostgreSQL
+   * aborts it to break a deadlock (or for a serialization failure), nothing was kept and it runs
+   * again, a few times; `work` must therefore act on the database only.
+   */
   async transaction<T>(work: (tx: StoreTx) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute((trx: Transaction<Database>) => work(new StoreTx(trx, this.dialect)));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.transaction().execute((trx: Transaction<Database>) => work(new StoreTx(trx, this.dialect)));
+      } catch (error) {
+        if (!isRetryableConflict(error) || attempt >= CONFLICT_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      }
+    }
   }
 
-  /** Runs read-only queries outside an explicit transaction. */
+  /** Runs read-only queries outside an explicit transaction (no row is locked). */
   read(): StoreTx {
-    return new StoreTx(this.db, this.dialect);
+    return new StoreTx(this.db, this.dialect, false);
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startServer, type RunningServer } from '../../src/server/runtime.js';
+import { dropTestDatabaseSync, testDatabaseUrl } from './database.js';
 
 export const KEYS = {
   alpha: 'alpha-key-0123456789abcdef',
@@ -51,12 +52,12 @@ export function hostnameOf(pool: PoolSpec, index: number): string {
   return `${pool.prefix ?? pool.name}-${index + 1}.test.example`;
 }
 
-/** Writes the configuration a test asks for, with the database in `dir`. */
+/** Writes the configuration a test asks for, with the database in `dir` (or made for it: see database.ts). */
 export function configYaml(dir: string, spec: ConfigSpec = {}): string {
   const pools = spec.pools ?? DEFAULT_POOLS;
   const lines = [
     'listen: 127.0.0.1:0',
-    `database: ${JSON.stringify(`sqlite:${join(dir, 'cinode.db')}`)}`,
+    `database: ${JSON.stringify(testDatabaseUrl(dir))}`,
     `reaper-interval: ${spec.reaperInterval ?? '1s'}`,
     `public-inventory: ${spec.publicInventory ?? true}`,
     `reclaim-parallel: ${spec.reclaimParallel ?? 4}`,
@@ -162,7 +163,9 @@ export async function startTestServer(spec: ConfigSpec = {}, clock?: () => numbe
   return new TestServer(dir, spec).start(clock);
 }
 
+/** Deletes a test folder, and the PostgreSQL database made for it if there is one. */
 export function removeDir(dir: string): void {
+  dropTestDatabaseSync(dir);
   rmSync(dir, { recursive: true, force: true });
 }
 
