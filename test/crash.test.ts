@@ -1,13 +1,15 @@
 /**
- * A crash in the middle of work: the compiled server runs as its own process on a SQLite file,
- * 16 clients allocate and release as fast as they can, the server is SIGKILLed, and a new server
- * on the same file must find every node in exactly one valid state, every acknowledged call kept,
- * every unacknowledged one kept whole or not at all, and the interrupted reclaims done again.
+ * A crash in the middle of work: the compiled server runs as its own process on a database
+ * (SQLite, or PostgreSQL under CINODE_TEST_DATABASE=postgres), 16 clients allocate and release as
+ * fast as they can, the server is SIGKILLed, and a new server on the same database must find every
+ * node in exactly one valid state, every acknowledged call kept, every unacknowledged one kept
+ * whole or not at all, and the interrupted reclaims done again.
  */
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openStore } from '../src/store/open.js';
+import { testDatabaseKind } from './support/database.js';
 import { requireBuiltLib, startServerProcess, type ServerProcess } from './support/process.js';
 import { hostnameOf, KEYS, rawQuery, removeDir, waitFor, type ConfigSpec, type PoolSpec, type Query } from './support/server.js';
 
@@ -25,6 +27,8 @@ interface NodeRow {
   hostname: string;
   state: string;
   session_id: number | null;
+  /** The process that claimed the node's reclaim, while one holds the claim. */
+  lease_owner: string | null;
 }
 interface SessionRow {
   id: number;
@@ -40,18 +44,22 @@ interface Snapshot {
   openHistory: string[];
 }
 
-/** The database as it is on disk, read through a read-only connection of its own. */
-function snapshot(dbPath: string): Snapshot {
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+/** The database as it is stored, read through a connection of its own. */
+async function snapshot(databaseUrl: string): Promise<Snapshot> {
+  const store = await openStore(databaseUrl);
   try {
-    const nodes = db.prepare('select id, hostname, state, session_id from nodes order by id').all() as NodeRow[];
-    const sessions = db
-      .prepare('select s.id, s.ssid, s.alias, s.state, p.name as project from sessions s join projects p on p.id = s.project_id order by s.id')
-      .all() as SessionRow[];
-    const open = db.prepare('select session_id, node_id from session_nodes where released_at is null').all() as Array<{ session_id: number; node_id: number }>;
+    const db = store.db;
+    const nodes: NodeRow[] = await db.selectFrom('nodes').select(['id', 'hostname', 'state', 'session_id', 'lease_owner']).orderBy('id').execute();
+    const sessions: SessionRow[] = await db
+      .selectFrom('sessions as s')
+      .innerJoin('projects as p', 'p.id', 's.project_id')
+      .select(['s.id', 's.ssid', 's.alias', 's.state', 'p.name as project'])
+      .orderBy('s.id')
+      .execute();
+    const open = await db.selectFrom('session_nodes').select(['session_id', 'node_id']).where('released_at', 'is', null).execute();
     return { nodes, sessions, openHistory: open.map((r) => `${r.session_id} ${r.node_id}`).sort() };
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
@@ -136,7 +144,7 @@ afterEach(async () => {
   dir = undefined;
 });
 
-test('SIGKILL mid-burst: a restart on the same SQLite file finds consistent nodes and sessions, and finishes the reclaims', async () => {
+test('SIGKILL mid-burst: a restart on the same database finds consistent nodes and sessions, and finishes the reclaims', async () => {
   // ---- a server whose reclaim takes a while, so that some nodes are mid-reclaim at the kill
   dir = mkdtempSync(join(tmpdir(), 'cinode-crash-'));
   const script = join(dir, 'reclaim.sh');
@@ -254,9 +262,9 @@ test('SIGKILL mid-burst: a restart on the same SQLite file finds consistent node
         const rows = (await fetch(`${first.url}/Inventory`).then((r) => r.json())) as unknown[][];
         seen = { reclaiming: rows.filter((row) => row[5] === 'Deprovision').length, deployed: rows.filter((row) => row[5] === 'Deployed').length };
       }
-      return (completed >= 300 && seen.reclaiming >= 3 && seen.deployed >= 5) || completed >= 2000 || Date.now() - started > 5_000;
+      return (completed >= 300 && seen.reclaiming >= 3 && seen.deployed >= 5) || completed >= 2000 || Date.now() - started > 20_000;
     },
-    10_000,
+    30_000,
   );
   const killedAfter = completed;
   const exit = await first.kill('SIGKILL');
@@ -266,15 +274,16 @@ test('SIGKILL mid-burst: a restart on the same SQLite file finds consistent node
   for (const record of records) expect(record.unexpected).toEqual([]);
   // every loop ran into the dead server, and the burst had done real work before
   expect(records.filter((r) => r.transportError !== undefined)).toHaveLength(LOOPS);
-  expect(killedAfter).toBeGreaterThanOrEqual(300);
+  // (on a loaded machine the kill may come on the time limit, with fewer replies)
+  expect(killedAfter).toBeGreaterThanOrEqual(100);
 
-  // ---- the file as the crash left it
-  const atKill = snapshot(first.dbPath);
+  // ---- the database as the crash left it
+  const atKill = await snapshot(first.databaseUrl);
   checkInvariants(atKill, allHosts);
   const reclaimingAtKill = atKill.nodes.filter((n) => n.state === 'reclaiming').map((n) => n.hostname);
   expect(reclaimingAtKill.length).toBeGreaterThan(0);
 
-  // every acknowledged call is in the file; an unacknowledged one is there whole or not at all
+  // every acknowledged call is in the database; an unacknowledged one is there whole or not at all
   const sessionBySsid = new Map(atKill.sessions.map((s) => [s.ssid, s]));
   const hostsOf = hostsBySession(atKill);
   const known = new Set<string>();
@@ -328,7 +337,7 @@ test('SIGKILL mid-burst: a restart on the same SQLite file finds consistent node
     }
   }
 
-  // ---- a new server on the same file
+  // ---- a new server on the same database
   proc = await startServerProcess({ dir, spec });
   const second = proc;
   const inventory = async () => (await fetch(`${second.url}/Inventory`).then((r) => r.json())) as unknown[][];
@@ -336,7 +345,7 @@ test('SIGKILL mid-burst: a restart on the same SQLite file finds consistent node
   expect(rows).toHaveLength(NODES);
   expect(new Set(rows.map((r) => r[1])).size).toBe(NODES);
 
-  // the API agrees with the file: each project's active sessions and their hosts
+  // the API agrees with the database: each project's active sessions and their hosts
   for (const project of ['alpha', 'beta'] as const) {
     const listed = (await fetch(`${second.url}/Session/list?key=${KEYS[project]}`).then((r) => r.json())) as Array<{ ssid: string; hosts: Array<{ hostname: string }> }>;
     const expected = atKill.sessions.filter((s) => s.project === project && s.state === 'active');
@@ -347,9 +356,28 @@ test('SIGKILL mid-burst: a restart on the same SQLite file finds consistent node
     }
   }
 
-  // the reclaims the crash cut short are done again, and succeed
+  // the reclaims the crash cut short are done again, and succeed. On SQLite the new server clears
+  // every claim at start (one process owns the file). On PostgreSQL a dead replica's claims lapse
+  // after their lease (the reclaim timeout + 60 s), as other replicas may own claims: the new
+  // server leaves them alone until then, and we fast-forward the lease instead of waiting.
+  if (testDatabaseKind() === 'postgres') {
+    const deadOwners = new Set(atKill.nodes.filter((n) => n.state === 'reclaiming' && n.lease_owner !== null).map((n) => n.lease_owner!));
+    const store = await openStore(second.databaseUrl);
+    try {
+      if (deadOwners.size > 0) {
+        await store.db
+          .updateTable('nodes')
+          .set({ lease_until: Date.now() - 1000 })
+          .where('state', '=', 'reclaiming')
+          .where('lease_owner', 'in', [...deadOwners])
+          .execute();
+      }
+    } finally {
+      await store.close();
+    }
+  }
   await waitFor('no node reclaiming', async () => (await inventory()).every((r) => r[5] !== 'Deprovision'), 20_000);
-  const afterReclaim = snapshot(second.dbPath);
+  const afterReclaim = await snapshot(second.databaseUrl);
   checkInvariants(afterReclaim, allHosts);
   const stateOf = new Map(afterReclaim.nodes.map((n) => [n.hostname, n.state]));
   for (const host of reclaimingAtKill) expect({ host, state: stateOf.get(host) }).toEqual({ host, state: 'ready' });
@@ -367,7 +395,7 @@ test('SIGKILL mid-burst: a restart on the same SQLite file finds consistent node
     }
   }
   await waitFor('every node ready', async () => (await inventory()).every((r) => r[5] === 'Ready' && r[6] === null), 20_000);
-  const final = snapshot(second.dbPath);
+  const final = await snapshot(second.databaseUrl);
   checkInvariants(final, allHosts);
   expect(final.nodes.filter((n) => n.state !== 'ready')).toEqual([]);
   expect(final.sessions.filter((s) => s.state === 'active')).toEqual([]);

@@ -1,13 +1,16 @@
 /**
- * SPEC.md section 4 (Lifecycle) against the real server over HTTP on loopback, with a real SQLite
- * file, short durations in the configuration and real reclaim commands: reclaim that succeeds,
- * fails or hangs, bounded parallelism, expiry and the fail hold, configuration reload, restart on
- * the same database, and graceful close.
+ * SPEC.md section 4 (Lifecycle) against the real server over HTTP on loopback, with a real
+ * database (SQLite, or PostgreSQL under CINODE_TEST_DATABASE=postgres), short durations in the
+ * configuration and real reclaim commands: reclaim that succeeds, fails or hangs, bounded
+ * parallelism, expiry and the fail hold, configuration reload, restart on the same database, and
+ * graceful close.
  */
 import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
-import SQLite from 'better-sqlite3';
+import type { Kysely } from 'kysely';
+import type { Database } from '../src/store/schema.js';
+import { openStore } from '../src/store/open.js';
+import { testDatabaseKind, testDatabaseUrl } from './support/database.js';
 import { isRunning, ScriptDir } from './support/scripts.js';
 import { configYaml, KEYS, removeDir, startTestServer, TestServer, waitFor, type ConfigSpec } from './support/server.js';
 
@@ -39,10 +42,10 @@ const servers: TestServer[] = [];
 const scriptDirs: ScriptDir[] = [];
 
 afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    await server.close();
-    removeDir(server.dir);
-  }
+  // Every server first: a restarted server shares its folder (and database) with the first one.
+  const closing = servers.splice(0);
+  for (const server of closing) await server.close();
+  for (const server of closing) removeDir(server.dir);
   for (const dir of scriptDirs.splice(0)) dir.remove();
 });
 
@@ -99,9 +102,21 @@ async function show(s: TestServer, ssid: string, key: string = KEYS.alpha): Prom
   return reply.json as Show;
 }
 
-function openDb(dir: string): SQLite.Database {
-  return new SQLite(join(dir, 'cinode.db'));
+/** Runs `use` on a store of its own over the database of the test folder `dir`, and closes it. */
+async function withDb<T>(dir: string, use: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+  const store = await openStore(testDatabaseUrl(dir));
+  try {
+    return await use(store.db);
+  } finally {
+    await store.close();
+  }
 }
+
+/**
+ * At start the server clears every reclaim claim on SQLite (one process owns the file), but not on
+ * PostgreSQL, where other replicas may own them: there a claim only lapses at its `lease_until`.
+ */
+const CLAIMS_CLEARED_AT_START = testDatabaseKind() === 'sqlite';
 
 describe('reclaim commands', () => {
   test('exit 0: Deployed -> Deprovision -> Ready, used count + 1, the node passed in the environment', async () => {
@@ -499,13 +514,15 @@ echo "$CINODE_HOSTNAME" >> "$1/reclaimed.log"
     expect(took).toBeLessThan(15_000); // ...up to the grace period, then killed it
     const pid = dir.pid('slow.pid')!;
     await waitFor('the cut-short command to be gone', () => !isRunning(pid), 3000);
-    const db = openDb(first.dir);
-    try {
-      const row = db.prepare('select state, lease_owner from nodes where hostname = ?').get(c7(1)) as { state: string; lease_owner: string | null };
+    await withDb(first.dir, async (db) => {
+      const row = await db.selectFrom('nodes').select(['state', 'lease_owner']).where('hostname', '=', c7(1)).executeTakeFirstOrThrow();
       expect(row.state).toBe('reclaiming');
-    } finally {
-      db.close();
-    }
+      if (!CLAIMS_CLEARED_AT_START) {
+        // On PostgreSQL the claim of the closed server stays until its lease ends (the 30s timeout
+        // + 60s), as a dead replica's would: we fast-forward the lease instead of waiting.
+        await db.updateTable('nodes').set({ lease_until: Date.now() - 1000 }).where('hostname', '=', c7(1)).where('state', '=', 'reclaiming').execute();
+      }
+    });
 
     dir.unlink('slow');
     const second = await restart(first.dir, spec);
@@ -525,16 +542,21 @@ echo "$CINODE_HOSTNAME" >> "$1/reclaimed.log"
     await first.close();
 
     const now = Date.now();
-    const db = openDb(first.dir);
-    try {
-      const update = db.prepare(
-        "update nodes set state = 'reclaiming', session_id = null, changed_at = ?, reason = 'session done', lease_owner = ?, lease_until = ? where hostname = ?",
-      );
-      update.run(now, 'crashed-host:4242:deadbeef', now + 3_600_000, c7(1));
-      update.run(now, null, null, c7(2));
-    } finally {
-      db.close();
-    }
+    // The dead process's claim: on SQLite one far in the future, since the server clears every
+    // claim at start (one process owns the file), which is what is tested there. On PostgreSQL
+    // the server does not clear claims (other replicas may own them): a dead replica's claim is
+    // taken once its lease has lapsed, so there the claim's lease is already over.
+    const deadLeaseUntil = CLAIMS_CLEARED_AT_START ? now + 3_600_000 : now - 1000;
+    await withDb(first.dir, async (db) => {
+      const update = (hostname: string, leaseOwner: string | null, leaseUntil: number | null) =>
+        db
+          .updateTable('nodes')
+          .set({ state: 'reclaiming', session_id: null, changed_at: now, reason: 'session done', lease_owner: leaseOwner, lease_until: leaseUntil })
+          .where('hostname', '=', hostname)
+          .executeTakeFirst();
+      expect(Number((await update(c7(1), 'crashed-host:4242:deadbeef', deadLeaseUntil)).numUpdatedRows)).toBe(1);
+      expect(Number((await update(c7(2), null, null)).numUpdatedRows)).toBe(1);
+    });
 
     const second = await restart(first.dir, spec);
     await waitForState(second, [c7(1), c7(2)], 'Ready', 5000);
@@ -596,12 +618,9 @@ describe('graceful close', () => {
     await closing;
 
     // What the request did was committed before the store closed.
-    const db = openDb(s.dir);
-    try {
-      const deployed = db.prepare("select count(*) as n from nodes where state = 'deployed'").get() as { n: number };
-      expect(deployed.n).toBe(2);
-    } finally {
-      db.close();
-    }
+    const deployed = await withDb(s.dir, (db) =>
+      db.selectFrom('nodes').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'deployed').executeTakeFirstOrThrow(),
+    );
+    expect(deployed.n).toBe(2);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Test support: the compiled server (lib/cli/main.js) as a separate process on 127.0.0.1, for
- * tests that kill it (SIGKILL mid-work) and start it again on the same database file.
+ * tests that kill it (SIGKILL mid-work) and start it again on the same database.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testDatabaseUrl } from './database.js';
 import { configYaml, type ConfigSpec } from './server.js';
 
 /** The repository root (this file is test/support/process.ts). */
@@ -47,8 +48,8 @@ export interface ServerProcess {
   readonly url: string;
   readonly dir: string;
   readonly configPath: string;
-  /** The SQLite file the configuration names. */
-  readonly dbPath: string;
+  /** The `database:` URL the configuration names (see testDatabaseUrl). */
+  readonly databaseUrl: string;
   readonly child: ChildProcess;
   /** Complete stdout lines so far: the server's JSON logs. */
   readonly stdoutLines: string[];
@@ -62,7 +63,7 @@ export interface ServerProcess {
 }
 
 export interface ProcessOptions {
-  /** The folder of the configuration and the database; a new temporary one by default. Reuse it to restart on the same file. */
+  /** The folder of the configuration and the database; a new temporary one by default. Reuse it to restart on the same database. */
   dir?: string;
   spec?: ConfigSpec;
   env?: Record<string, string>;
@@ -138,7 +139,7 @@ async function launch(dir: string, configPath: string, port: number, env: Record
     url,
     dir,
     configPath,
-    dbPath: join(dir, 'cinode.db'),
+    databaseUrl: testDatabaseUrl(dir),
     child,
     stdoutLines,
     stderr: () => stderr,
@@ -156,7 +157,7 @@ async function launch(dir: string, configPath: string, port: number, env: Record
 }
 
 /**
- * Writes the configuration (configYaml, database `cinode.db` in `dir`) and starts
+ * Writes the configuration (configYaml, with the database of `dir`: see testDatabaseUrl) and starts
  * `node lib/cli/main.js serve` on a free 127.0.0.1 port; resolves once it is listening.
  */
 export async function startServerProcess(options: ProcessOptions = {}): Promise<ServerProcess> {
