@@ -75,9 +75,10 @@ export class AllocationService {
     if (!Number.isInteger(count) || count < 1 || count > project.policy.maxCount) {
       throw badRequest(`count: ${count} is out of range; accepted: a whole number from 1 to ${project.policy.maxCount}`);
     }
-    const now = this.deps.clock();
     const result = await this.deps.store.transaction(async (tx) => {
       await tx.lockProject(project.id);
+      // Read after the lock: the rate limit counts what committed before this request's turn.
+      const now = this.deps.clock();
       let session: Session | undefined;
       if (request.ssid !== undefined) session = await this.activeSession(tx, project, request.ssid);
       await this.checkQuota(tx, project.policy, count, project.id);
@@ -96,17 +97,20 @@ export class AllocationService {
         count,
       );
       if (nodes.length < count) throw new CinodeError('capacity', CAPACITY_MESSAGE, CAPACITY_RETRY_AFTER_SECONDS);
+      // Stamped once the nodes are picked: a node's new stay in the history must start after its
+      // last one ended, and that release may have committed while this request waited.
+      const assignedAt = this.deps.clock();
       session ??= await tx.insertSession({
         ssid: this.deps.newSsid(),
         projectId: project.id,
         alias: null,
-        createdAt: now,
-        expiresAt: this.expiryFor(project, undefined, now),
+        createdAt: assignedAt,
+        expiresAt: this.expiryFor(project, undefined, assignedAt),
       });
       await tx.assignNodes(
         session.id,
         nodes.map((n) => n.id),
-        now,
+        assignedAt,
       );
       return { hosts: nodes.map((n) => n.hostname), ssid: session.ssid };
     });

@@ -9,10 +9,11 @@ import type { Node, Pool } from '../core/model.js';
 import type { Store } from '../store/store.js';
 import { runCommand } from './command.js';
 
-/** How long past a command's timeout a claim holds, for the worker to record the outcome. */
+/**
+ * How long a claim holds: long enough to record an outcome at once. Before a pool's command runs,
+ * the claim is extended to the command's timeout plus this, so each node's claim fits its own pool.
+ */
 const LEASE_GRACE_MS = 60_000;
-/** The lease of a node whose pool has no command (recorded at once). */
-const INSTANT_LEASE_MS = 60_000;
 
 export interface ReclaimDeps {
   store: Store;
@@ -79,9 +80,8 @@ export class ReclaimWorker {
   private async drain(): Promise<void> {
     while (!this.stopped && this.active < this.deps.parallel) {
       const now = this.deps.clock();
-      const longest = Math.max(0, ...[...this.deps.pools().values()].map((p) => p.reclaimTimeoutMs));
       const claimed = await this.deps.store.transaction((tx) =>
-        tx.claimReclaim(this.deps.owner, now, now + Math.max(longest + LEASE_GRACE_MS, INSTANT_LEASE_MS), this.deps.parallel - this.active),
+        tx.claimReclaim(this.deps.owner, now, now + LEASE_GRACE_MS, this.deps.parallel - this.active),
       );
       if (claimed.length === 0) return;
       for (const node of claimed) {
@@ -108,6 +108,9 @@ export class ReclaimWorker {
       ok = false;
       reason = `pool ${node.pool} is no longer configured, so the node could not be reclaimed`;
     } else if (pool.reclaim) {
+      const until = this.deps.clock() + pool.reclaimTimeoutMs + LEASE_GRACE_MS;
+      const stillOurs = await this.deps.store.transaction((tx) => tx.extendReclaimLease(node.id, this.deps.owner, until));
+      if (!stillOurs) return;
       const result = await runCommand(
         {
           label: 'reclaim',

@@ -445,6 +445,18 @@ export class StoreTx {
     return rows.map(toNode);
   }
 
+  /** Extends a claim that `owner` still holds; false when it lapsed and was taken over. */
+  async extendReclaimLease(nodeId: number, owner: string, leaseUntil: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('nodes')
+      .set({ lease_until: leaseUntil })
+      .where('id', '=', nodeId)
+      .where('state', '=', 'reclaiming')
+      .where('lease_owner', '=', owner)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
   /** Records the end of a reclaim that `owner` still holds the claim for. */
   async finishReclaim(nodeId: number, owner: string, ok: boolean, now: number, reason: string | null): Promise<boolean> {
     const result = await this.db
