@@ -2,7 +2,7 @@
  * `cinode serve`: runs the allocation backend until SIGTERM or SIGINT; SIGHUP reloads the
  * configuration.
  */
-import { pino } from 'pino';
+import { destination as logDestination, pino } from 'pino';
 import { ConfigError } from '../config/config.js';
 import { startServer } from '../server/runtime.js';
 
@@ -19,7 +19,9 @@ function parseListen(text: string): { host: string; port: number } {
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
-  const logger = pino({ base: { service: 'cinode' } });
+  // Asynchronous writes keep the request log off the request's path; flushed before exit.
+  const destination = logDestination({ dest: 1, sync: false });
+  const logger = pino({ base: { service: 'cinode' } }, destination);
   let server;
   try {
     server = await startServer({
@@ -40,7 +42,10 @@ export async function serve(options: ServeOptions): Promise<void> {
   const running = server;
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down');
-    void running.close().then(() => process.exit(0));
+    void running.close().then(() => {
+      destination.flushSync();
+      process.exit(0);
+    });
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

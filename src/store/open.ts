@@ -44,9 +44,35 @@ export async function openSqliteStore(path: string): Promise<Store> {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   await migrate(db, 'sqlite');
   return new Store(db, 'sqlite');
+}
+
+/** Prepared statements kept: every query cinode runs, with room for the lengths of id lists. */
+const STATEMENT_CACHE_SIZE = 256;
+
+/**
+ * Kysely prepares every query anew, and preparing costs more than running the small queries
+ * cinode makes. Kysely runs one query at a time on the connection, so a statement can be reused.
+ */
+function withStatementCache(sqlite: SQLite.Database): Pick<SQLite.Database, 'prepare' | 'close'> {
+  const cache = new Map<string, SQLite.Statement>();
+  return {
+    prepare(source: string) {
+      let statement = cache.get(source);
+      if (statement === undefined) {
+        statement = sqlite.prepare(source);
+        if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+        cache.set(source, statement);
+      }
+      return statement;
+    },
+    close() {
+      cache.clear();
+      return sqlite.close();
+    },
+  } as Pick<SQLite.Database, 'prepare' | 'close'>;
 }
 
 function logConnectionError(error: Error): void {
