@@ -49,6 +49,7 @@ async function syncCatalog(store: Store, config: CinodeConfig, now: number): Pro
     );
     return projectIds;
   });
+  store.setPoolsWithoutReclaim(config.pools.filter((p) => !p.reclaim).map((p) => p.name));
   const projects = config.projects.map((p) => ({ id: ids.get(p.name)!, name: p.name, keyHash: p.keyHash, policy: p.policy }));
   return new Catalog(projects, config.pools, config.defaults);
 }

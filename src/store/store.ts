@@ -25,7 +25,7 @@
  * Locks are taken in one order (project, then session, then nodes), and the rare deadlock or
  * serialization failure PostgreSQL still reports is handled by running the transaction again.
  */
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
 import type { EndReason, Node, NodeState, Session } from '../core/model.js';
 import { isRetryableConflict } from './errors.js';
 import type { Dialect } from './migrations.js';
@@ -109,8 +109,24 @@ export class StoreTx {
     protected readonly db: Kysely<Database>,
     readonly dialect: Dialect,
     inTransaction = true,
+    /** Pools without a reclaim command: their released nodes go straight back to `ready`. */
+    private readonly poolsWithoutReclaim: readonly string[] = [],
   ) {
     this.lockRows = dialect === 'postgres' && inTransaction;
+  }
+
+  /**
+   * What a released node becomes: `reclaiming`, for its pool's reclaim command to reset it, or,
+   * in a pool without one, `ready` at once with its used count + 1 (no reclaim round trip).
+   */
+  private releasedState(): { state: RawBuilder<string> | 'reclaiming'; used_count: RawBuilder<number> } {
+    const instant = this.poolsWithoutReclaim;
+    if (instant.length === 0) return { state: 'reclaiming', used_count: sql<number>`used_count` };
+    const isInstant = sql`pool in (${sql.join(instant)})`;
+    return {
+      state: sql<string>`case when ${isInstant} then 'ready' else 'reclaiming' end`,
+      used_count: sql<number>`used_count + case when ${isInstant} then 1 else 0 end`,
+    };
   }
 
   /**
@@ -275,7 +291,7 @@ export class StoreTx {
 
   /** Takes nodes out of a session and sends them to reclaim. */
   async releaseNodes(sessionId: number, nodeIds: readonly number[], now: number, reason: string): Promise<void> {
-    await this.leaveSession(sessionId, nodeIds, now, reason, { state: 'reclaiming', failed_by: null });
+    await this.leaveSession(sessionId, nodeIds, now, reason, { ...this.releasedState(), failed_by: null });
   }
 
   /** Takes nodes out of a session into quarantine, remembering who reported them. */
@@ -288,7 +304,7 @@ export class StoreTx {
     nodeIds: readonly number[],
     now: number,
     reason: string,
-    to: { state: NodeState; failed_by: number | null },
+    to: { state: NodeState | RawBuilder<string>; used_count?: RawBuilder<number>; failed_by: number | null },
   ): Promise<void> {
     for (const ids of chunks(nodeIds)) {
       await this.db
@@ -390,7 +406,7 @@ export class StoreTx {
         .execute();
       await this.db
         .updateTable('nodes')
-        .set({ state: 'reclaiming', session_id: null, changed_at: now, reason: 'session expired', failed_by: null })
+        .set({ ...this.releasedState(), session_id: null, changed_at: now, reason: 'session expired', failed_by: null })
         .where('session_id', 'in', ids)
         .execute();
       await this.db
@@ -558,10 +574,17 @@ export class StoreTx {
 
 /** A store: a Kysely database of one dialect. */
 export class Store {
+  private poolsWithoutReclaim: readonly string[] = [];
+
   constructor(
     readonly db: Kysely<Database>,
     readonly dialect: Dialect,
   ) {}
+
+  /** Tells the store which pools have no reclaim command (from the configuration, at each load). */
+  setPoolsWithoutReclaim(pools: readonly string[]): void {
+    this.poolsWithoutReclaim = [...pools];
+  }
 
   /**
    * Runs `work` in one transaction: everything it did is kept, or nothing is. When PostgreSQL
@@ -571,7 +594,7 @@ export class Store {
   async transaction<T>(work: (tx: StoreTx) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.db.transaction().execute((trx: Transaction<Database>) => work(new StoreTx(trx, this.dialect)));
+        return await this.db.transaction().execute((trx: Transaction<Database>) => work(new StoreTx(trx, this.dialect, true, this.poolsWithoutReclaim)));
       } catch (error) {
         if (!isRetryableConflict(error) || attempt >= CONFLICT_ATTEMPTS) throw error;
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
@@ -581,7 +604,7 @@ export class Store {
 
   /** Runs read-only queries outside an explicit transaction (no row is locked). */
   read(): StoreTx {
-    return new StoreTx(this.db, this.dialect, false);
+    return new StoreTx(this.db, this.dialect, false, this.poolsWithoutReclaim);
   }
 
   async close(): Promise<void> {
