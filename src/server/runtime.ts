@@ -87,7 +87,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     catalog: () => catalog,
     clock,
     newSsid: randomUUID,
-    onRelease: () => reclaim.kick(),
+    // Released nodes of pools without a command are ready already: no reclaim to look for (the
+    // reaper tick still looks, for nodes a reload left waiting).
+    onRelease: () => {
+      if (config.pools.some((p) => p.reclaim)) reclaim.kick();
+    },
   });
   const reaper = new Reaper({
     store,

@@ -541,8 +541,12 @@ export class StoreTx {
    */
   async syncNodes(nodes: readonly NodeRecord[], now: number): Promise<void> {
     await this.lockCatalog();
-    const existing = await this.db.selectFrom('nodes').select(['id', 'hostname']).execute();
-    const ids = new Map(existing.map((n) => [n.hostname, Number(n.id)]));
+    const existing = await this.db
+      .selectFrom('nodes')
+      .select(['id', 'hostname', 'ip', 'pool', 'ver', 'arch', 'flavor', 'chassis', 'console_port', 'retired'])
+      .execute();
+    const byHostname = new Map(existing.map((n) => [n.hostname, n]));
+    const added = [];
     for (const n of nodes) {
       const values = {
         ip: n.ip,
@@ -554,16 +558,24 @@ export class StoreTx {
         console_port: n.consolePort,
         retired: 0,
       };
-      const id = ids.get(n.hostname);
-      if (id === undefined) {
-        await this.db
-          .insertInto('nodes')
-          .values({ ...values, hostname: n.hostname, state: 'ready', used_count: 0, changed_at: now, reason: 'added by configuration' })
-          .execute();
-      } else {
-        await this.db.updateTable('nodes').set(values).where('id', '=', id).execute();
+      const row = byHostname.get(n.hostname);
+      if (row === undefined) {
+        added.push({ ...values, hostname: n.hostname, state: 'ready', used_count: 0, changed_at: now, reason: 'added by configuration' });
+      } else if (
+        row.ip !== values.ip ||
+        row.pool !== values.pool ||
+        row.ver !== values.ver ||
+        row.arch !== values.arch ||
+        row.flavor !== values.flavor ||
+        row.chassis !== values.chassis ||
+        (row.console_port === null ? null : Number(row.console_port)) !== values.console_port ||
+        Number(row.retired) !== 0
+      ) {
+        await this.db.updateTable('nodes').set(values).where('id', '=', row.id).execute();
       }
     }
+    // Many rows a statement (13 values a row: far below SQLite's and PostgreSQL's bound-value limits).
+    for (let i = 0; i < added.length; i += 200) await this.db.insertInto('nodes').values(added.slice(i, i + 200)).execute();
     const wanted = new Set(nodes.map((n) => n.hostname));
     const gone = existing.filter((n) => !wanted.has(n.hostname)).map((n) => Number(n.id));
     for (const chunk of chunks(gone)) {

@@ -1,0 +1,702 @@
+/**
+ * `npm run bench`: measures cinode against the targets of issue 4 and against the HTTP stack's own
+ * limit (a no-op server on the same Fastify + pino setup, driven by the same load generator).
+ *
+ * Scenarios, each on a fresh database and its own cinode process (SQLite in a temporary folder;
+ * PostgreSQL too when CINODE_BENCH_POSTGRES_URL names a server):
+ *   1. the full session cycle, sequentially: /Session/get, /Node/get ssid= count=1,
+ *      /Node/done ssid= node=, /Session/done;
+ *   2. requests per second at 1, 8 and 64 clients, each client repeating /Node/get count=1 +
+ *      /Node/done ssid=, and the no-op server under the same load;
+ *   3. /Node/get latency with 100, 10,000 and 100,000 nodes in the inventory, and startup time;
+ *   4. the time the reaper takes to end 10,000 expired sessions (without nodes; holding a node each);
+ *   5. the peak memory (VmHWM) of the server in each scenario.
+ * Prints a table, and writes bench/results/<date>-<engine>.json and bench/results/latest.json.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import SQLite from 'better-sqlite3';
+import { postgresDatabases, redact, sqliteDatabases, type Databases, type Engine } from './databases.js';
+import { closedLoop, HttpTarget, json, summary, tally, type Cycle, type LoadResult } from './load.js';
+import { BENCH_PROJECT, configYaml, REAP_PROJECTS, REPO_ROOT, ServerProcess, type Project } from './processes.js';
+
+// ---- sizes: together about two minutes on a small machine ----
+const CYCLE_WARMUP = 300;
+const CYCLES = 2000;
+const CONCURRENCIES = [1, 8, 64];
+const LOAD_WARMUP_MS = 1000;
+const LOAD_DURATION_MS = 4000;
+const LOAD_MAX_REQUESTS = 200_000;
+/** Nodes of the pool in scenarios 1 and 2: more than 64 clients ever hold at once. */
+const MAIN_POOL = 256;
+const INVENTORY_SIZES = [100, 10_000, 100_000];
+const NODE_GET_WARMUP = 200;
+/** Samples per inventory size, taken in rounds that visit every size in turn (other load on the machine then hits all alike). */
+const NODE_GET_ROUNDS = 5;
+const NODE_GET_SAMPLES_PER_ROUND = 500;
+const NODE_GET_SAMPLES = NODE_GET_ROUNDS * NODE_GET_SAMPLES_PER_ROUND;
+const REAP_SESSIONS = 10_000;
+const REAP_CREATE_CLIENTS = 16;
+
+/** Duffy v3's create-and-retire cycle on this kind of machine (issue 4). */
+const DUFFY_V3_CYCLE_MS = 380;
+
+const PLACEHOLDER_SSID = '00000000-0000-4000-8000-000000000000';
+
+const round = (x: number, digits = 2) => (Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x);
+
+// ---------------------------------------------------------------------------------------------
+
+interface Stats {
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  meanMs: number;
+}
+
+function stats(samples: number[]): Stats {
+  const s = summary(samples);
+  return { p50Ms: round(s.p50, 3), p90Ms: round(s.p90, 3), p99Ms: round(s.p99, 3), maxMs: round(s.max, 3), meanMs: round(s.mean, 3) };
+}
+
+interface CycleResult extends Stats {
+  cycles: number;
+  steps: Record<string, Stats>;
+  startupMs: number;
+}
+
+interface ThroughputRow {
+  concurrency: number;
+  cinodeRps: number;
+  noopRps: number;
+  ratio: number;
+  cinodeRequests: number;
+  noopRequests: number;
+  cinodeErrors: number;
+  errorSample?: string;
+  cinodeCycleP50Ms: number;
+  cinodeCycleP99Ms: number;
+  /** Server CPU time per request: a figure that other load on the machine disturbs less than req/s. */
+  cinodeCpuUsPerRequest: number;
+  noopCpuUsPerRequest: number;
+  /** no-op CPU per request / cinode CPU per request. */
+  cpuRatio: number;
+}
+
+interface NodeGetRow extends Stats {
+  nodes: number;
+  samples: number;
+  startupMs: number;
+  startupPeakMiB: number;
+  peakMiB: number;
+}
+
+interface ReapResult {
+  /** Sessions without nodes, or each holding one node (which the reaper sends to reclaim). */
+  variant: ReapVariant;
+  sessions: number;
+  createMs: number;
+  /** From the restarted server's "listening" line (its reaper pass has begun) to the last session seen done. */
+  passMs: number;
+  firstStartupMs: number;
+  restartStartupMs: number;
+  /** From the restart (spawn) to the last session seen done. */
+  restartToDoneMs: number;
+  polls: number;
+  leftActive: number;
+  peakMiB: number;
+}
+
+interface Target {
+  target: string;
+  measured: string;
+  pass: boolean | null;
+}
+
+interface EngineResult {
+  engine: Engine;
+  measured: boolean;
+  reason?: string;
+  databaseVersion?: string;
+  cycle?: CycleResult;
+  throughput?: ThroughputRow[];
+  nodeGet?: NodeGetRow[];
+  reap?: ReapResult[];
+  reapMethod?: string;
+  /** Peak resident memory of the server per scenario, MiB. */
+  peakMemoryMiB?: Record<string, number>;
+  errors: Record<string, string>;
+  targets?: Target[];
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class Workspace {
+  readonly dir = mkdtempSync(join(tmpdir(), 'cinode-bench-'));
+  private n = 0;
+
+  file(name: string): string {
+    return join(this.dir, name);
+  }
+
+  /** Writes a configuration and starts cinode on it. */
+  async cinode(label: string, database: string, nodes: number, projects: Project[], reaperInterval = '1s'): Promise<{ server: ServerProcess; configPath: string }> {
+    const configPath = this.file(`${label}-${++this.n}.yaml`);
+    writeFileSync(configPath, configYaml({ database, reaperInterval, nodes, projects }));
+    return { server: await ServerProcess.cinode(configPath, this.file(`${label}.log`)), configPath };
+  }
+}
+
+function check(answer: { status: number; body: string }, what: string): void {
+  if (answer.status !== 200) throw new Error(`${what} answered ${answer.status}: ${answer.body.slice(0, 300)}`);
+}
+
+// ---- scenario 1: the full session cycle, sequentially ----
+
+async function sessionCycles(port: number): Promise<Omit<CycleResult, 'startupMs'>> {
+  const target = new HttpTarget(port, 1);
+  const key = BENCH_PROJECT.key;
+  const steps = { '/Session/get': [] as number[], '/Node/get': [] as number[], '/Node/done': [] as number[], '/Session/done': [] as number[] };
+  const whole: number[] = [];
+  try {
+    for (let i = 0; i < CYCLE_WARMUP + CYCLES; i++) {
+      const t0 = performance.now();
+      const session = await target.get(`/Session/get?key=${key}`);
+      const t1 = performance.now();
+      check(session, '/Session/get');
+      const ssid = json<{ ssid: string }>(session)!.ssid;
+      const got = await target.get(`/Node/get?key=${key}&ssid=${ssid}&count=1`);
+      const t2 = performance.now();
+      check(got, '/Node/get');
+      const host = json<{ hosts: string[] }>(got)!.hosts[0];
+      const done = await target.get(`/Node/done?key=${key}&ssid=${ssid}&node=${host}`);
+      const t3 = performance.now();
+      check(done, '/Node/done');
+      const end = await target.get(`/Session/done?key=${key}&ssid=${ssid}`);
+      const t4 = performance.now();
+      check(end, '/Session/done');
+      if (i < CYCLE_WARMUP) continue;
+      whole.push(t4 - t0);
+      steps['/Session/get'].push(t1 - t0);
+      steps['/Node/get'].push(t2 - t1);
+      steps['/Node/done'].push(t3 - t2);
+      steps['/Session/done'].push(t4 - t3);
+    }
+  } finally {
+    target.close();
+  }
+  return {
+    cycles: whole.length,
+    ...stats(whole),
+    steps: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, stats(v)])),
+  };
+}
+
+// ---- scenario 2: requests per second, cinode and the no-op server ----
+
+/** One client's cycle: a new session with one node, then its end. The no-op server answers `{}` to both. */
+const allocationCycle: Cycle = async (target) => {
+  const outcome = { requests: 0, errors: 0 } as { requests: number; errors: number; sample?: string };
+  const got = await target.get(`/Node/get?key=${BENCH_PROJECT.key}&count=1`);
+  tally(outcome, got, '/Node/get');
+  const ssid = json<{ ssid?: string }>(got)?.ssid ?? PLACEHOLDER_SSID;
+  const done = await target.get(`/Node/done?key=${BENCH_PROJECT.key}&ssid=${ssid}`);
+  tally(outcome, done, '/Node/done');
+  return outcome;
+};
+
+function load(server: ServerProcess, concurrency: number): Promise<LoadResult> {
+  return closedLoop(server.port, allocationCycle, {
+    concurrency,
+    durationMs: LOAD_DURATION_MS,
+    maxRequests: LOAD_MAX_REQUESTS,
+    warmupMs: LOAD_WARMUP_MS,
+    serverCpuMs: () => server.cpuMs(),
+  });
+}
+
+// ---- scenario 3: /Node/get latency by inventory size ----
+
+/** `count` timed /Node/get count=1, each followed by an untimed /Node/done of its session. */
+async function nodeGetSamples(target: HttpTarget, count: number, into: number[] | undefined): Promise<void> {
+  const key = BENCH_PROJECT.key;
+  for (let i = 0; i < count; i++) {
+    const t0 = performance.now();
+    const got = await target.get(`/Node/get?key=${key}&count=1`);
+    const t1 = performance.now();
+    check(got, '/Node/get');
+    const done = await target.get(`/Node/done?key=${key}&ssid=${json<{ ssid: string }>(got)!.ssid}`);
+    check(done, '/Node/done');
+    into?.push(t1 - t0);
+  }
+}
+
+// ---- scenario 4: reaping 10,000 expired sessions ----
+
+type ReapVariant = 'empty' | 'nodes';
+
+const REAP_METHOD =
+  `${REAP_SESSIONS} sessions are created by ${REAP_PROJECTS.length} projects whose sessions live 1s (without nodes: /Session/get; ` +
+  `holding one node each: /Node/get count=1 from a pool of ${REAP_SESSIONS} nodes without a reclaim command), by ${REAP_CREATE_CLIENTS} clients, on a ` +
+  `server whose reaper-interval is 1h (its only pass ran at start, so it reaps none of them). That server is stopped (SIGTERM) ` +
+  `and, once every session has expired, started again on the same database with reaper-interval 1s. Its reaper makes a pass as ` +
+  `the server starts, just before the "listening" line, so there is no interval wait to subtract: the figure runs from that line ` +
+  `to the moment /Session/show of the session that expired last (the pass ends sessions in expiry order) answers done, polled ` +
+  `back to back (slack: up to one poll round trip); /Session/list is then checked to show none. An answer the server cannot ` +
+  `give while it is busy (SQLite runs in the server's thread) counts as not yet done: this is the time until clients see it.`;
+
+async function reapScenario(ws: Workspace, db: Databases, variant: ReapVariant): Promise<ReapResult> {
+  const label = `reap-${variant}`;
+  const database = await db.create(label);
+  const nodes = variant === 'nodes' ? REAP_SESSIONS : 100;
+  const first = await ws.cinode(label, database, nodes, REAP_PROJECTS, '1h');
+  const createPath = (key: string) => (variant === 'nodes' ? `/Node/get?key=${key}&count=1` : `/Session/get?key=${key}`);
+  let last = { ssid: '', key: '' };
+  let lastCreatedAt = 0;
+  const createStart = performance.now();
+  try {
+    const target = new HttpTarget(first.server.port, REAP_CREATE_CLIENTS);
+    let next = 0;
+    const client = async (id: number) => {
+      const key = REAP_PROJECTS[id % REAP_PROJECTS.length]!.key;
+      while (next < REAP_SESSIONS) {
+        next++;
+        const got = await target.get(createPath(key));
+        check(got, variant === 'nodes' ? '/Node/get' : '/Session/get');
+        last = { ssid: json<{ ssid: string }>(got)!.ssid, key };
+        lastCreatedAt = Date.now();
+      }
+    };
+    await Promise.all(Array.from({ length: REAP_CREATE_CLIENTS }, (_, id) => client(id)));
+    target.close();
+  } finally {
+    await first.server.stop();
+  }
+  const createMs = performance.now() - createStart;
+  // Every session expires 1s after its creation; wait until the last one has, with a margin.
+  const wait = lastCreatedAt + 1000 + 250 - Date.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+
+  const configPath = first.configPath;
+  writeFileSync(configPath, configYaml({ database, reaperInterval: '1s', nodes, projects: REAP_PROJECTS }));
+  const spawnedAt = performance.now();
+  const server = await ServerProcess.cinode(configPath, ws.file(`${label}.log`));
+  const target = new HttpTarget(server.port, 1);
+  try {
+    let polls = 0;
+    for (;;) {
+      const show = await target.get(`/Session/show?key=${last.key}&ssid=${last.ssid}`);
+      polls++;
+      check(show, '/Session/show');
+      if (json<{ state: string }>(show)!.state === 'done') break;
+      if (performance.now() - server.listeningAt > 60_000) throw new Error('the sessions were not reaped within 60 s');
+    }
+    const doneAt = performance.now();
+    let leftActive = 0;
+    for (const project of REAP_PROJECTS) {
+      const list = await target.get(`/Session/list?key=${project.key}`);
+      check(list, '/Session/list');
+      leftActive += json<unknown[]>(list)!.length;
+    }
+    return {
+      variant,
+      sessions: REAP_SESSIONS,
+      createMs: round(createMs, 0),
+      passMs: round(doneAt - server.listeningAt, 1),
+      firstStartupMs: round(first.server.startupMs, 0),
+      restartStartupMs: round(server.startupMs, 0),
+      restartToDoneMs: round(doneAt - spawnedAt, 0),
+      polls,
+      leftActive,
+      peakMiB: round(server.peakMiB(), 1),
+    };
+  } finally {
+    target.close();
+    await server.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+let noopCache: Map<number, LoadResult> | undefined;
+let noopPeakMiB = NaN;
+
+async function noopLoad(ws: Workspace, concurrency: number): Promise<LoadResult> {
+  noopCache ??= new Map();
+  const cached = noopCache.get(concurrency);
+  if (cached) return cached;
+  const noop = await ServerProcess.noop(ws.file('noop.log'));
+  try {
+    const result = await load(noop, concurrency);
+    noopCache.set(concurrency, result);
+    noopPeakMiB = Math.max(Number.isFinite(noopPeakMiB) ? noopPeakMiB : 0, noop.peakMiB());
+    return result;
+  } finally {
+    await noop.stop();
+  }
+}
+
+/** CINODE_BENCH_ONLY=cycle,throughput,inventory,reap runs just those scenarios (for working on one). */
+const ONLY = process.env.CINODE_BENCH_ONLY?.split(',').map((s) => s.trim());
+
+async function scenario(result: EngineResult, name: string, work: () => Promise<void>, id: string): Promise<void> {
+  if (ONLY && !ONLY.includes(id)) return;
+  const started = performance.now();
+  process.stderr.write(`  ${name}...`);
+  try {
+    await work();
+    process.stderr.write(` ${round((performance.now() - started) / 1000, 1)} s\n`);
+  } catch (error) {
+    result.errors[name] = error instanceof Error ? error.message : String(error);
+    process.stderr.write(` FAILED: ${result.errors[name]}\n`);
+  }
+}
+
+async function runEngine(ws: Workspace, db: Databases): Promise<EngineResult> {
+  const result: EngineResult = { engine: db.engine, measured: true, errors: {}, peakMemoryMiB: {} };
+  const peaks = result.peakMemoryMiB!;
+  process.stderr.write(`${db.engine}:\n`);
+  try {
+    result.databaseVersion = await db.version();
+  } catch (error) {
+    return { engine: db.engine, measured: false, reason: `cannot reach the database: ${String(error)}`, errors: {} };
+  }
+
+  // Scenarios 1 and 2 share one server (a database that has seen some use by scenario 2).
+  let main: ServerProcess | undefined;
+  const mainServer = async () => (main ??= (await ws.cinode(`${db.engine}-main`, await db.create('main'), MAIN_POOL, [BENCH_PROJECT])).server);
+  await scenario(
+    result,
+    'session cycle',
+    async () => {
+      const server = await mainServer();
+      server.resetPeak();
+      result.cycle = { ...(await sessionCycles(server.port)), startupMs: round(server.startupMs, 0) };
+      peaks['session cycle'] = round(server.peakMiB(), 1);
+    },
+    'cycle',
+  );
+  await scenario(result, 'throughput', async () => {
+    const server = await mainServer();
+    server.resetPeak();
+    result.throughput = [];
+    for (const concurrency of CONCURRENCIES) {
+      const noop = await noopLoad(ws, concurrency);
+      const cinode = await load(server, concurrency);
+      result.throughput.push({
+        concurrency,
+        cinodeRps: round(cinode.rps, 0),
+        noopRps: round(noop.rps, 0),
+        ratio: round(cinode.rps / noop.rps, 3),
+        cinodeRequests: cinode.requests,
+        noopRequests: noop.requests,
+        cinodeErrors: cinode.errors,
+        ...(cinode.errorSample ? { errorSample: cinode.errorSample } : {}),
+        cinodeCycleP50Ms: round(cinode.cycleP50Ms, 3),
+        cinodeCycleP99Ms: round(cinode.cycleP99Ms, 3),
+        cinodeCpuUsPerRequest: round(cinode.serverCpuUsPerRequest ?? NaN, 0),
+        noopCpuUsPerRequest: round(noop.serverCpuUsPerRequest ?? NaN, 0),
+        cpuRatio: round((noop.serverCpuUsPerRequest ?? NaN) / (cinode.serverCpuUsPerRequest ?? NaN), 3),
+      });
+    }
+    peaks['throughput (1/8/64 clients)'] = round(server.peakMiB(), 1);
+    peaks['no-op server (same load)'] = round(noopPeakMiB, 1);
+  }, 'throughput');
+  await main?.stop();
+
+  result.nodeGet = [];
+  await scenario(result, `/Node/get with ${INVENTORY_SIZES.join(', ')} nodes`, async () => {
+    // One server per size, started one after the other (startup time and memory), then all kept
+    // running while the rounds of samples visit them in turn.
+    const servers: Array<{ nodes: number; server: ServerProcess; target: HttpTarget; startupPeakMiB: number; samples: number[] }> = [];
+    try {
+      for (const nodes of INVENTORY_SIZES) {
+        const { server } = await ws.cinode(`${db.engine}-inventory-${nodes}`, await db.create(`inv${nodes}`), nodes, [BENCH_PROJECT]);
+        servers.push({ nodes, server, target: new HttpTarget(server.port, 1), startupPeakMiB: round(server.peakMiB(), 1), samples: [] });
+        server.resetPeak();
+      }
+      for (const s of servers) await nodeGetSamples(s.target, NODE_GET_WARMUP, undefined);
+      for (let pass = 0; pass < NODE_GET_ROUNDS; pass++) {
+        for (const s of servers) await nodeGetSamples(s.target, NODE_GET_SAMPLES_PER_ROUND, s.samples);
+      }
+      for (const s of servers) {
+        const peakMiB = round(s.server.peakMiB(), 1);
+        result.nodeGet!.push({ nodes: s.nodes, samples: s.samples.length, ...stats(s.samples), startupMs: round(s.server.startupMs, 0), startupPeakMiB: s.startupPeakMiB, peakMiB });
+        peaks[`startup with ${s.nodes} nodes`] = s.startupPeakMiB;
+        peaks[`/Node/get with ${s.nodes} nodes`] = peakMiB;
+      }
+    } finally {
+      for (const s of servers) {
+        s.target.close();
+        await s.server.stop();
+      }
+    }
+  }, 'inventory');
+
+  result.reap = [];
+  result.reapMethod = REAP_METHOD;
+  for (const variant of ['empty', 'nodes'] as const) {
+    const what = `reaping ${REAP_SESSIONS} sessions ${variant === 'nodes' ? 'holding a node each' : 'without nodes'}`;
+    await scenario(result, what, async () => {
+      const reaped = await reapScenario(ws, db, variant);
+      result.reap!.push(reaped);
+      peaks[what] = reaped.peakMiB;
+    }, 'reap');
+  }
+
+  result.targets = targets(result);
+  return result;
+}
+
+function targets(r: EngineResult): Target[] {
+  const out: Target[] = [];
+  const sqliteOnly = r.engine === 'sqlite' ? '' : ' (set for SQLite; for reference)';
+  if (r.cycle) {
+    out.push({
+      target: `full session cycle p50 <= 1 ms, sequential${sqliteOnly}`,
+      measured: `${r.cycle.p50Ms} ms`,
+      pass: r.cycle.p50Ms <= 1,
+    });
+  }
+  const at64 = r.throughput?.find((t) => t.concurrency === 64);
+  if (at64) {
+    out.push({
+      target: `64 clients: >= 40% of the no-op server's req/s${sqliteOnly}`,
+      measured: `${round(at64.ratio * 100, 1)}% (${at64.cinodeRps} of ${at64.noopRps} req/s)`,
+      pass: at64.ratio >= 0.4 && at64.cinodeErrors === 0,
+    });
+  }
+  const small = r.nodeGet?.find((n) => n.nodes === 100);
+  const large = r.nodeGet?.find((n) => n.nodes === 100_000);
+  if (small && large) {
+    const factor = large.p99Ms / small.p99Ms;
+    out.push({
+      target: '/Node/get p99 with 100,000 nodes <= 1.5x p99 with 100',
+      measured: `${large.p99Ms} vs ${small.p99Ms} ms (${round(factor, 2)}x)`,
+      pass: factor <= 1.5,
+    });
+  }
+  for (const reaped of r.reap ?? []) {
+    out.push({
+      target: `${REAP_SESSIONS} expired sessions ${reaped.variant === 'nodes' ? 'holding a node each' : 'without nodes'} reaped in < 2 s`,
+      measured: `${reaped.passMs} ms`,
+      pass: reaped.passMs < 2000 && reaped.leftActive === 0,
+    });
+  }
+  if (r.cycle) {
+    out.push({
+      target: `reference: Duffy v3 create-and-retire cycle ~${DUFFY_V3_CYCLE_MS} ms`,
+      measured: `cinode ${r.cycle.p50Ms} ms p50 (${round(DUFFY_V3_CYCLE_MS / r.cycle.p50Ms, 0)}x less)`,
+      pass: null,
+    });
+  }
+  return out;
+}
+
+// ---- report ----
+
+function table(header: string[], rows: Array<Array<string | number>>): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+function report(r: EngineResult): string {
+  const out: string[] = [];
+  out.push(`== ${r.engine}${r.databaseVersion ? ` ${r.databaseVersion}` : ''} ==`);
+  if (!r.measured) {
+    out.push(`not measured: ${r.reason}`);
+    return out.join('\n');
+  }
+  if (r.cycle) {
+    const c = r.cycle;
+    out.push(`\n1. Full session cycle, sequential (${c.cycles} cycles after ${CYCLE_WARMUP} warm-up; server startup ${c.startupMs} ms)`);
+    out.push(
+      table(
+        ['', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'],
+        [
+          ['whole cycle', c.p50Ms, c.p90Ms, c.p99Ms, c.maxMs],
+          ...Object.entries(c.steps).map(([k, s]) => [`  ${k}`, s.p50Ms, s.p90Ms, s.p99Ms, s.maxMs]),
+        ],
+      ),
+    );
+  }
+  if (r.throughput) {
+    out.push(
+      `\n2. Requests per second, each client repeating /Node/get count=1 + /Node/done ssid= (${LOAD_DURATION_MS / 1000} s after ${LOAD_WARMUP_MS / 1000} s warm-up; no-op server: same requests, same client; req/s counts 2xx answers only)`,
+    );
+    out.push(
+      table(
+        ['clients', 'cinode req/s', 'no-op req/s', 'ratio', 'errors', 'cycle p50 ms', 'cycle p99 ms', 'CPU us/req cinode', 'no-op', 'CPU ratio'],
+        r.throughput.map((t) => [
+          t.concurrency,
+          t.cinodeRps,
+          t.noopRps,
+          `${round(t.ratio * 100, 1)}%`,
+          t.cinodeErrors,
+          t.cinodeCycleP50Ms,
+          t.cinodeCycleP99Ms,
+          t.cinodeCpuUsPerRequest,
+          t.noopCpuUsPerRequest,
+          `${round(t.cpuRatio * 100, 1)}%`,
+        ]),
+      ),
+    );
+    out.push('  CPU us/req: user + system time of the server process per request (/proc/PID/stat), less disturbed by other load than req/s.');
+    for (const t of r.throughput) if (t.errorSample) out.push(`  first error at ${t.concurrency} clients: ${t.errorSample}`);
+  }
+  if (r.nodeGet && r.nodeGet.length > 0) {
+    out.push(
+      `\n3. /Node/get count=1 latency by inventory size (${NODE_GET_SAMPLES} requests per size after ${NODE_GET_WARMUP} warm-up, each followed by /Node/done; ` +
+        `one server per size, sampled in ${NODE_GET_ROUNDS} rounds that visit every size in turn)`,
+    );
+    out.push(
+      table(
+        ['nodes', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'startup ms', 'startup peak MiB', 'peak MiB'],
+        r.nodeGet.map((n) => [n.nodes, n.p50Ms, n.p90Ms, n.p99Ms, n.maxMs, n.startupMs, n.startupPeakMiB, n.peakMiB]),
+      ),
+    );
+  }
+  if (r.reap && r.reap.length > 0) {
+    const sessionsOf = (v: ReapVariant) => (v === 'nodes' ? 'holding a node' : 'without nodes');
+    out.push(`\n4. Expiring ${REAP_SESSIONS} sessions`);
+    out.push(
+      table(
+        ['sessions', 'listening -> all done ms', 'spawn -> all done ms', 'startup ms (nothing due / 10,000 due)', `creating them (${REAP_CREATE_CLIENTS} clients) ms`, 'polls', 'left active'],
+        r.reap.map((p) => [sessionsOf(p.variant), p.passMs, p.restartToDoneMs, `${p.firstStartupMs} / ${p.restartStartupMs}`, p.createMs, p.polls, p.leftActive]),
+      ),
+    );
+    out.push(`  method: ${r.reapMethod}`);
+  }
+  if (r.peakMemoryMiB && Object.keys(r.peakMemoryMiB).length > 0) {
+    out.push('\n5. Peak memory of the server (VmHWM, reset at the start of each scenario)');
+    out.push(table(['scenario', 'MiB'], Object.entries(r.peakMemoryMiB).map(([k, v]) => [k, v])));
+  }
+  for (const [name, message] of Object.entries(r.errors)) out.push(`\nFAILED ${name}: ${message}`);
+  if (r.targets) {
+    out.push('\nTargets (issue 4)');
+    out.push(table(['', 'target', 'measured'], r.targets.map((t) => [t.pass === null ? 'INFO' : t.pass ? 'PASS' : 'MISS', t.target, t.measured])));
+  }
+  return out.join('\n');
+}
+
+function git(args: string[]): string | undefined {
+  try {
+    return execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The share of all cores busy during one second while this process waits (so: other work). */
+async function otherCpuBusy(): Promise<number> {
+  const sample = () => {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return { total: fields.reduce((a, b) => a + b, 0), idle };
+  };
+  try {
+    const a = sample();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const b = sample();
+    return b.total === a.total ? 0 : 1 - (b.idle - a.idle) / (b.total - a.total);
+  } catch {
+    return NaN;
+  }
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const sqliteVersion = (() => {
+    const db = new SQLite(':memory:');
+    try {
+      return String((db.prepare('select sqlite_version() as v').get() as { v: string }).v);
+    } finally {
+      db.close();
+    }
+  })();
+  const commit = git(['rev-parse', '--short', 'HEAD']);
+  const dirty = (git(['status', '--porcelain', '--untracked-files=no']) ?? '') !== '';
+  const machine = {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    memoryGiB: round(totalmem() / 2 ** 30, 1),
+    node: process.version,
+    platform: `${process.platform} ${release()}`,
+    sqlite: sqliteVersion,
+    /** Share of all cores busy with other work during one idle second before the run: it skews req/s and latency. */
+    otherCpuBusyBefore: round(await otherCpuBusy(), 3),
+    loadAverage1mBefore: round(loadavg()[0]!, 2),
+  };
+  const date = new Date().toISOString();
+  process.stderr.write(`cinode benchmark: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}\n`);
+
+  const ws = new Workspace();
+  const results: EngineResult[] = [];
+  try {
+    results.push(await runEngine(ws, sqliteDatabases(ws.dir, sqliteVersion)));
+    const pgUrl = process.env.CINODE_BENCH_POSTGRES_URL;
+    if (pgUrl) {
+      const databases = postgresDatabases(pgUrl);
+      try {
+        results.push(await runEngine(ws, databases));
+      } finally {
+        await databases.cleanup().catch((error: unknown) => process.stderr.write(`could not drop the benchmark databases: ${String(error)}\n`));
+      }
+      process.stderr.write(`(PostgreSQL at ${redact(pgUrl)})\n`);
+    } else {
+      results.push({
+        engine: 'postgres',
+        measured: false,
+        reason:
+          'CINODE_BENCH_POSTGRES_URL is not set. To measure PostgreSQL too, point it at a server where the user may create ' +
+          'databases (each server of the run gets a fresh one, dropped at the end), e.g. eval "$(bash scripts/postgres.sh)" && ' +
+          'CINODE_BENCH_POSTGRES_URL=$CINODE_TEST_POSTGRES_URL npm run bench',
+        errors: {},
+      });
+    }
+  } finally {
+    if (process.env.CINODE_BENCH_KEEP) process.stderr.write(`kept the configurations, databases and server logs in ${ws.dir}\n`);
+    else rmSync(ws.dir, { recursive: true, force: true });
+  }
+
+  const totalS = round((performance.now() - started) / 1000, 1);
+  const busy = machine.otherCpuBusyBefore > 0.1;
+  const header = [
+    `cinode benchmark, ${date}${commit ? `, commit ${commit}${dirty ? ' (with uncommitted changes)' : ''}` : ''}`,
+    `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB RAM, ${machine.platform}, node ${machine.node}, SQLite ${machine.sqlite}`,
+    'load: one node:http client per connection (keep-alive), closed loop, 127.0.0.1, in the benchmark process',
+    `other work on the machine before the run: ${round(machine.otherCpuBusyBefore * 100, 1)}% of all cores busy (1-minute load average ${machine.loadAverage1mBefore})` +
+      (busy ? ' -- WARNING: req/s and latencies are worse than on an idle machine; the CPU us/req figures are less affected' : ''),
+  ].join('\n');
+  process.stdout.write(`\n${header}\n\n${results.map(report).join('\n\n')}\n\ntotal benchmark time: ${totalS} s\n`);
+
+  if (ONLY) {
+    process.stdout.write(`CINODE_BENCH_ONLY=${ONLY.join(',')}: a partial run, so bench/results/ was left as it was\n`);
+    if (results.some((r) => Object.keys(r.errors).length > 0)) process.exitCode = 1;
+    return;
+  }
+  const resultsDir = join(REPO_ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const day = date.slice(0, 10);
+  const common = { date, command: 'npm run bench', commit: commit ?? null, uncommittedChanges: dirty, machine, totalSeconds: totalS };
+  const written: string[] = [];
+  for (const r of results) {
+    if (!r.measured) continue;
+    const file = join(resultsDir, `${day}-${r.engine}.json`);
+    writeFileSync(file, `${JSON.stringify({ ...common, result: r }, null, 2)}\n`);
+    written.push(file);
+  }
+  const latest = join(resultsDir, 'latest.json');
+  writeFileSync(latest, `${JSON.stringify({ ...common, results }, null, 2)}\n`);
+  written.push(latest);
+  process.stdout.write(`results: ${written.map((f) => f.slice(REPO_ROOT.length)).join(', ')}\n`);
+  if (results.some((r) => Object.keys(r.errors).length > 0)) process.exitCode = 1;
+}
+
+await main();
