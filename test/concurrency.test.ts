@@ -3,6 +3,7 @@
  * all its nodes or none, and node states always match session membership.
  */
 import { hostnameOf, KEYS, removeDir, startTestServer, waitFor, type PoolSpec, type Reply, type TestServer } from './support/server.js';
+import { seededRandom as random } from './support/random.js';
 
 const POOL: PoolSpec = { name: 'c7', ver: '7', arch: 'x86_64', nodes: 50 };
 const POOL_HOSTS = Array.from({ length: POOL.nodes }, (_, i) => hostnameOf(POOL, i));
@@ -22,18 +23,6 @@ afterEach(async () => {
   await server.close();
   removeDir(server.dir);
 });
-
-/** A small seeded generator, so a failing run can be repeated exactly. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function statusCounts(replies: readonly Reply[]): Record<number, number> {
   const counts: Record<number, number> = {};

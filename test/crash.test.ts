@@ -12,6 +12,7 @@ import { openStore } from '../src/store/open.js';
 import { testDatabaseKind } from './support/database.js';
 import { requireBuiltLib, startServerProcess, type ServerProcess } from './support/process.js';
 import { hostnameOf, KEYS, rawQuery, removeDir, waitFor, type ConfigSpec, type PoolSpec, type Query } from './support/server.js';
+import { seededRandom as random } from './support/random.js';
 
 const LOOPS = 16;
 const MAX_ITERATIONS = 200;
@@ -94,18 +95,6 @@ function checkInvariants(snap: Snapshot, allHosts: readonly string[]): void {
       .map((n) => `${n.session_id} ${n.id}`)
       .sort(),
   );
-}
-
-/** A small seeded generator, so a failing run can be repeated. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The call a loop had sent when the connection broke: it may or may not have happened. */

@@ -22,6 +22,7 @@ import { openStore } from '../src/store/open.js';
 import { testDatabaseKind } from './support/database.js';
 import { requireBuiltLib, startServerProcess, type ServerProcess } from './support/process.js';
 import { hostnameOf, KEYS, rawQuery, removeDir, waitFor, type ConfigSpec, type PoolSpec } from './support/server.js';
+import { seededRandom as random } from './support/random.js';
 
 const CAPACITY = 'Insufficient Nodes in READY State';
 const DONE = '"Done"';
@@ -47,18 +48,6 @@ function parse(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** A small seeded generator, so a failing run can be repeated. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface ReplicaFigures {
