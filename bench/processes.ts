@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
-/** The repository root (this file runs as lib/bench/processes.js). */
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The repository root (this file runs as lib/bench/bench/processes.js). */
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const CLI_PATH = join(REPO_ROOT, 'lib', 'cli', 'main.js');
-export const NOOP_PATH = join(REPO_ROOT, 'lib', 'bench', 'noop-server.js');
+export const NOOP_PATH = join(REPO_ROOT, 'lib', 'bench', 'bench', 'noop-server.js');
 
 const START_TIMEOUT_MS = 180_000;
 

@@ -2,15 +2,16 @@
  * The HTTP face of cinode: the legacy admin.ci calls and the session calls of SPEC.md, each
  * answered with exactly its legacy body, every error as `{"msg": ...}` (but the capacity answer).
  */
-import { randomUUID } from 'node:crypto';
 import { parse as parseQueryString } from 'node:querystring';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CinodeError, INVALID_KEY_MESSAGE } from '../core/errors.js';
 import type { Project } from '../core/model.js';
 import type { AllocationService } from '../core/service.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
+import { createHttpStack } from './http.js';
 import {
   collectParams,
+  hasCredentials,
   readAlias,
   readArch,
   readCount,
@@ -34,12 +35,7 @@ export interface AppOptions {
 
 /** `"Done"`: a JSON string, quotes included, which legacy clients parse. */
 const DONE = '"Done"';
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** The request URL with any `key=` value blanked, for logs. */
-export function redactUrl(url: string): string {
-  return url.replace(/([?&]key=)[^&#]*/gi, '$1[REDACTED]');
-}
 
 const STATUS: Record<CinodeError['kind'], number> = {
   'invalid-key': 403,
@@ -67,38 +63,10 @@ type Handler = (request: FastifyRequest, params: Params, project: Project) => Pr
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { service } = options;
-  const app: FastifyInstance = Fastify({
-    loggerInstance: options.logger === false ? undefined : options.logger,
-    // Fastify's own two lines per request are replaced by the one line of the onResponse hook.
-    logController: new LogController({ disableRequestLogging: true }),
-    genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
-      const incoming = req.headers['x-request-id'];
-      return typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming) ? incoming : randomUUID();
-    },
-    routerOptions: { ignoreTrailingSlash: true },
-    bodyLimit: 64 * 1024,
-  });
+  const app = createHttpStack(options.logger);
 
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     done(null, parseQueryString(body as string));
-  });
-
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-  });
-
-  // One structured line per request, the key never in it.
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
-      {
-        method: request.method,
-        url: redactUrl(request.url),
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime * 100) / 100,
-        ...(request.project ? { project: request.project } : {}),
-      },
-      'request',
-    );
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
@@ -183,8 +151,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // `/Inventory` answers without a key too: the legacy public listing that cico's `node get` reads.
   const inventory = async (request: FastifyRequest, reply: FastifyReply) => {
     const params = collectParams(request.query, request.body);
-    const given = (params.get('key') ?? []).some((v) => v !== '') || request.headers.authorization !== undefined;
-    if (given) {
+    if (hasCredentials(params, request.headers.authorization)) {
       const project = service.authenticate(readKey(params, request.headers.authorization));
       request.project = project.name;
       return reply.send(await service.projectInventory(project));
@@ -218,9 +185,3 @@ const ENDPOINTS = [
   '/healthz',
 ];
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The name of the project whose key the request carried, for the request log. */
-    project?: string;
-  }
-}
