@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, hashKey, loadConfig, parseConfig } from '../src/config/config.js';
+import { ConfigError, loadConfig, parseConfig } from '../src/config/config.js';
+import { hashKey } from '../src/core/catalog.js';
 
 const KEY = 'demo-secret-key-0123456789';
 const OTHER_KEY = 'other-secret-key-abcdefgh';

@@ -9,9 +9,9 @@ import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, vi
 import { formatDuration, NEVER, type Lifetime } from '../core/duration.js';
 import type { Pool, ProjectPolicy } from '../core/model.js';
 import type { NodeRecord } from '../store/store.js';
-import { defaultsSchema, errorMap, hashKey, poolSchema, projectSchema, topSchema, type PolicyKey } from './schema.js';
+import { hashKey } from '../core/catalog.js';
+import { defaultsSchema, errorMap, poolSchema, projectSchema, topSchema, type PolicyKey } from './schema.js';
 
-export { hashKey };
 
 export interface ProjectConfig {
   name: string;

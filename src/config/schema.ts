@@ -7,7 +7,6 @@ import { z } from 'zod';
 import { hashKey } from '../core/catalog.js';
 import { DURATION_HELP, parseDuration, parseLifetime, type Lifetime } from '../core/duration.js';
 
-export { hashKey };
 
 /** A value as a message quotes it; long strings are cut so one bad value cannot flood the output. */
 export function show(value: unknown): string {

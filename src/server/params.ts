@@ -60,12 +60,22 @@ function nonEmpty(params: Params, name: string, accepted: string): string | unde
   return value;
 }
 
+/** The non-empty `key=` values (an empty key is no key). */
+function keyValues(params: Params): string[] {
+  return (params.get('key') ?? []).filter((v) => v !== '');
+}
+
+/** Whether the request carries credentials at all: a non-empty `key=` or an Authorization header. */
+export function hasCredentials(params: Params, authorization: string | undefined): boolean {
+  return keyValues(params).length > 0 || authorization !== undefined;
+}
+
 /**
  * The API key: `key=` or `Authorization: Bearer`. An empty key is no key; two different keys are
  * refused like a wrong one.
  */
 export function readKey(params: Params, authorization: string | undefined): string {
-  const values = (params.get('key') ?? []).filter((v) => v !== '');
+  const values = keyValues(params);
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
   if (bearer !== undefined) values.push(bearer);
   if (values.length === 0 || new Set(values).size > 1) throw invalidKey();

@@ -71,6 +71,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   let catalog = await syncCatalog(store, config, clock());
   let pools = poolMap(config);
+  let anyReclaimCommand = config.pools.some((p) => p.reclaim);
 
   const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
   const reclaim = new ReclaimWorker({
@@ -90,7 +91,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // Released nodes of pools without a command are ready already: no reclaim to look for (the
     // reaper tick still looks, for nodes a reload left waiting).
     onRelease: () => {
-      if (config.pools.some((p) => p.reclaim)) reclaim.kick();
+      if (anyReclaimCommand) reclaim.kick();
     },
   });
   const reaper = new Reaper({
@@ -143,6 +144,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }
       catalog = await syncCatalog(store, next, clock());
       pools = poolMap(next);
+      anyReclaimCommand = next.pools.some((p) => p.reclaim);
       config = next;
       log.info({ projects: next.projects.length, pools: next.pools.length }, 'configuration reloaded');
       reclaim.kick();
