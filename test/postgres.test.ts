@@ -167,6 +167,7 @@ function nodeRecords(count: number, prefix = 'n') {
     flavor: null,
     chassis: null,
     consolePort: null,
+    sshPort: null,
   }));
 }
 
@@ -240,7 +241,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
     async function reclaimSome(store: Store, owner: string): Promise<void> {
       const now = Date.now();
       const claimed = await store.transaction((tx) => tx.claimReclaim(owner, now, now + 60_000, 4));
-      for (const node of claimed) await store.transaction((tx) => tx.finishReclaim(node.id, owner, true, Date.now(), 'reclaimed'));
+      for (const node of claimed) await store.transaction((tx) => tx.finishReclaim(node.id, owner, true, { at: Date.now(), reason: 'reclaimed' }));
     }
 
     async function worker(store: Store, projectId: number, owner: string): Promise<void> {
@@ -426,8 +427,8 @@ describePostgres('several replicas on one PostgreSQL database', () => {
     expect(takenOver).toHaveLength(120);
     const [first] = takenOver;
     const oldOwner = claims.get(first!.id)![0]!;
-    expect(await a.transaction((tx) => tx.finishReclaim(first!.id, oldOwner, true, later, 'late'))).toBe(false);
-    expect(await b.transaction((tx) => tx.finishReclaim(first!.id, 'survivor', true, later, 'reclaimed'))).toBe(true);
+    expect(await a.transaction((tx) => tx.finishReclaim(first!.id, oldOwner, true, { at: later, reason: 'late' }))).toBe(false);
+    expect(await b.transaction((tx) => tx.finishReclaim(first!.id, 'survivor', true, { at: later, reason: 'reclaimed' }))).toBe(true);
   });
 
   test('replicas starting together on a new database migrate and sync it once, then serve from one inventory', async () => {

@@ -56,3 +56,36 @@ export type InventoryRow = [
   console_port: number | null,
   flavor: string | null,
 ];
+
+/** A node as `/Admin/nodes` and the `/Admin/node/*` calls show it to an operator. */
+export interface AdminNodeView {
+  hostname: string;
+  ip: string | null;
+  pool: string;
+  state: string;
+  /** The ssid of the session holding it, if any. */
+  ssid: string | null;
+  ver: string;
+  arch: string;
+  flavor: string | null;
+  used_count: number;
+  changed_at: string;
+  /** Why it is in its state: the reason of its last change. */
+  reason: string | null;
+}
+
+/** A line of `/Admin/events`: a state change of a node or session, or a pool's failed command. */
+export interface EventView {
+  at: string;
+  subject: 'node' | 'session' | 'pool';
+  hostname: string | null;
+  pool: string | null;
+  ssid: string | null;
+  project: string | null;
+  alias: string | null;
+  from: string | null;
+  to: string | null;
+  reason: string | null;
+  /** A command's stderr that goes with the event. */
+  detail: string | null;
+}

@@ -8,15 +8,17 @@ import { z } from 'zod';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { formatDuration, NEVER, type Lifetime } from '../core/duration.js';
 import type { Pool, ProjectPolicy } from '../core/model.js';
+import type { SshSettings } from '../pools/ssh.js';
 import type { NodeRecord } from '../store/store.js';
 import { hashKey } from '../core/catalog.js';
-import { defaultsSchema, errorMap, poolSchema, projectSchema, topSchema, type PolicyKey } from './schema.js';
+import { contextualizeSchema, defaultsSchema, errorMap, poolSchema, projectSchema, topSchema, type PolicyKey } from './schema.js';
 
 
 export interface ProjectConfig {
   name: string;
   keyHash: string;
   policy: ProjectPolicy;
+  sshKeys: string[];
 }
 
 /** A pool and the nodes the file lists for it; `capacity` is their number. */
@@ -30,6 +32,8 @@ export interface CinodeConfig {
   reaperIntervalMs: number;
   publicInventory: boolean;
   reclaimParallel: number;
+  /** How nodes are reached to put projects' SSH keys on them; null: nodes are handed over untouched. */
+  contextualize: SshSettings | null;
   defaults: { ver: string; arch: string; defaultFlavor: Record<string, string> };
   projects: ProjectConfig[];
   pools: PoolConfig[];
@@ -216,6 +220,22 @@ function toPolicy(s: PolicySettings): ProjectPolicy {
   };
 }
 
+/** Settings that belong to one mechanism only; each is refused under the other. */
+const STATIC_ONLY = ['nodes', 'reclaim', 'reclaim-timeout'];
+const COMMAND_ONLY = ['provision', 'deprovision', 'command-timeout', 'ready-min', 'max-nodes', 'max-parallel', 'max-ready-age'];
+const COMMAND_REQUIRED = ['provision', 'deprovision', 'max-nodes'];
+
+/** What is wrong with a pool's settings for its mechanism: a setting of the other one, or a missing one. */
+function checkMechanism(mechanism: 'static' | 'command', fields: Record<string, unknown>): Array<{ key: string; message: string }> {
+  const [foreign, other] = mechanism === 'static' ? [COMMAND_ONLY, 'command'] : [STATIC_ONLY, 'static'];
+  const found = foreign.filter((key) => key in fields).map((key) => ({ key, message: `is only for mechanism: ${other} (this pool is ${mechanism})` }));
+  if (mechanism === 'static' && !('nodes' in fields)) found.push({ key: 'nodes', message: 'is required for mechanism: static (the list of the pool\'s machines)' });
+  if (mechanism === 'command') {
+    for (const key of COMMAND_REQUIRED) if (!(key in fields)) found.push({ key, message: 'is required for mechanism: command' });
+  }
+  return found;
+}
+
 /** Reads a configuration from `text`; `sourceName` (the file name) starts every message. */
 export function parseConfig(text: string, sourceName: string, env: Record<string, string | undefined>): CinodeConfig {
   const lines = new LineCounter();
@@ -244,7 +264,10 @@ export function parseConfig(text: string, sourceName: string, env: Record<string
     }
     const project = problems.check(projectSchema, value, path);
     if (!project || !defaults) continue;
-    const { name, key, 'key-sha256': keySha256, ...overrides } = project;
+    const { name, key, 'key-sha256': keySha256, 'ssh-keys': sshKeys, ...overrides } = project;
+    if (sshKeys.length > 0 && (rawTop.contextualize === undefined || rawTop.contextualize === null)) {
+      problems.at([...path, 'ssh-keys'], 'needs a top-level contextualize: section saying how cinode logs into nodes to add the keys');
+    }
     // zod leaves out the settings the project does not give, so they keep the value of `defaults`.
     const settings: PolicySettings = { ...defaults, ...overrides };
     for (const { keys, message } of policyProblems(settings)) {
@@ -253,20 +276,51 @@ export function parseConfig(text: string, sourceName: string, env: Record<string
       if (culprit) problems.at([...path, culprit], message);
     }
     const keyHash = key ?? keySha256;
-    if (keyHash !== undefined) projects.push({ name, keyHash, policy: toPolicy(settings) });
+    if (keyHash !== undefined) projects.push({ name, keyHash, policy: toPolicy(settings), sshKeys });
   }
   if (defaults) for (const { keys, message } of policyProblems(defaults)) problems.at(['defaults', keys[0]], message);
 
   const pools: PoolConfig[] = [];
-  for (const { value, path } of rawPools) {
+  for (const { value, path, fields } of rawPools) {
     const pool = problems.check(poolSchema, value, path);
     if (!pool) continue;
-    const { name, ver, arch, flavor } = pool;
+    const mechanismProblems = checkMechanism(pool.mechanism, fields);
+    for (const { key, message } of mechanismProblems) problems.at([...path, key], message);
+    if (mechanismProblems.length > 0) continue;
+    const { name, ver, arch, flavor, mechanism } = pool;
     const nodes = pool.nodes.map(
-      (n): NodeRecord => ({ hostname: n.hostname, ip: n.ip ?? null, pool: name, ver, arch, flavor, chassis: n.chassis ?? null, consolePort: n['console-port'] ?? null }),
+      (n): NodeRecord => ({
+        hostname: n.hostname,
+        ip: n.ip ?? null,
+        pool: name,
+        ver,
+        arch,
+        flavor,
+        chassis: n.chassis ?? null,
+        consolePort: n['console-port'] ?? null,
+        sshPort: n['ssh-port'] ?? null,
+      }),
     );
-    pools.push({ name, ver, arch, flavor, reclaim: pool.reclaim, reclaimTimeoutMs: pool['reclaim-timeout'], capacity: nodes.length, nodes });
+    const base = { name, ver, arch, flavor, mechanism, reclaimTimeoutMs: pool['reclaim-timeout'] };
+    if (mechanism === 'static') {
+      pools.push({ ...base, reclaim: pool.reclaim, capacity: nodes.length, command: null, nodes });
+      continue;
+    }
+    const maxNodes = pool['max-nodes']!;
+    if (pool['ready-min'] > maxNodes) problems.at([...path, 'ready-min'], `ready-min ${pool['ready-min']} is more than max-nodes ${maxNodes}`);
+    const command = {
+      provision: pool.provision!,
+      deprovision: pool.deprovision!,
+      commandTimeoutMs: pool['command-timeout'],
+      readyMin: pool['ready-min'],
+      maxNodes,
+      maxParallel: pool['max-parallel'],
+      maxReadyAgeMs: pool['max-ready-age'] ?? null,
+    };
+    pools.push({ ...base, reclaim: null, capacity: maxNodes, command, nodes: [] });
   }
+
+  const contextualize = (rawTop.contextualize === undefined || rawTop.contextualize === null) ? undefined : problems.check(contextualizeSchema, rawTop.contextualize, ['contextualize']);
 
   const stringAt = (fields: Record<string, unknown>, key: string): string | undefined =>
     typeof fields[key] === 'string' ? fields[key] : undefined;
@@ -309,6 +363,16 @@ export function parseConfig(text: string, sourceName: string, env: Record<string
     reaperIntervalMs: top['reaper-interval'],
     publicInventory: top['public-inventory'],
     reclaimParallel: top['reclaim-parallel'],
+    contextualize: contextualize
+      ? {
+          user: contextualize.user,
+          privateKey: contextualize['private-key'],
+          port: contextualize.port,
+          authorizedKeys: contextualize['authorized-keys'],
+          knownHosts: contextualize['known-hosts'],
+          timeoutMs: contextualize.timeout,
+        }
+      : null,
     defaults: { ver: defaults.ver, arch: defaults.arch, defaultFlavor: defaults['default-flavor'] },
     projects,
     pools,

@@ -167,10 +167,16 @@ export const defaultsSchema = strictObject({
   ...policy,
 });
 
+/** One line of an authorized_keys file: `TYPE BASE64 [COMMENT]`, as `ssh-keygen` writes a public key. */
+const sshPublicKey = expecting('an OpenSSH public key such as "ssh-ed25519 AAAA... user@host" (one line)', (v) =>
+  ifString(v, (s) => (/^(?:ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[A-Za-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}(?: [^\r\n]*)?$/.test(s) ? s : undefined)),
+);
+
 export const projectSchema = strictObject({
   name: name(64),
   key: apiKey.optional(),
   'key-sha256': keySha256.optional(),
+  'ssh-keys': z.array(sshPublicKey).default([]),
   // partial() puts optional() in front of each default: a setting the project leaves out stays
   // unset here and is inherited from `defaults`, not from the built-in value.
   ...z.object(policy).partial().shape,
@@ -181,17 +187,44 @@ const nodeSchema = strictObject({
   ip: text.optional(),
   chassis: text.optional(),
   'console-port': wholeNumber(1, 65535).optional(),
+  'ssh-port': wholeNumber(1, 65535).optional(),
 });
+
+/** A command as an argv list (no shell): the program, then its arguments. */
+const argv = z.array(text).min(1, 'expected the command and its arguments as a list, such as [./reinstall.sh, --fast]');
+
+const mechanism = expecting('static or command', (v) => (v === 'static' || v === 'command' ? v : undefined));
 
 export const poolSchema = strictObject({
   name: name(128),
   ver: version,
   arch: text,
   flavor: text.nullable().default(null),
-  /** argv of the reclaim command; none (or null): a released node goes straight back to ready. */
-  reclaim: z.array(text).min(1, 'expected the command and its arguments, or null for none').nullable().default(null),
+  mechanism: mechanism.default('static'),
+  // static: listed nodes, reset after use by `reclaim` (none, or null: straight back to ready).
+  reclaim: argv.nullable().default(null),
   'reclaim-timeout': duration.default('30m'),
-  nodes: z.array(nodeSchema),
+  nodes: z.array(nodeSchema).default([]),
+  // command: nodes made by `provision` and destroyed by `deprovision`; config.ts checks which
+  // settings belong to which mechanism.
+  provision: argv.optional(),
+  deprovision: argv.optional(),
+  'command-timeout': duration.default('15m'),
+  'ready-min': wholeNumber(0).default(0),
+  'max-nodes': wholeNumber(1).optional(),
+  'max-parallel': wholeNumber(1).default(1),
+  'max-ready-age': duration.optional(),
+});
+
+/** How cinode logs into a node to put a project's SSH keys on it (and take them off again). */
+export const contextualizeSchema = strictObject({
+  user: text.default('root'),
+  'private-key': text,
+  port: wholeNumber(1, 65535).default(22),
+  'authorized-keys': text.default('.ssh/authorized_keys'),
+  /** `ignore`, or a known_hosts file that node host keys are checked against. */
+  'known-hosts': text.default('ignore'),
+  timeout: duration.default('30s'),
 });
 
 /**
@@ -204,6 +237,7 @@ export const topSchema = strictObject({
   'reaper-interval': duration.default('30s'),
   'public-inventory': boolean.default(true),
   'reclaim-parallel': wholeNumber(1, 256).default(4),
+  contextualize: z.unknown(),
   defaults: z.unknown(),
   projects: z.array(z.unknown()),
   pools: z.array(z.unknown()),

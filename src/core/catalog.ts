@@ -25,7 +25,7 @@ export class Catalog {
     readonly pools: readonly Pool[],
     readonly defaults: Defaults,
   ) {
-    this.projectsByKeyHash = new Map(projects.map((p) => [p.keyHash, { id: p.id, name: p.name, policy: p.policy }]));
+    this.projectsByKeyHash = new Map(projects.map((p) => [p.keyHash, { id: p.id, name: p.name, policy: p.policy, sshKeys: p.sshKeys }]));
   }
 
   /** The project an API key belongs to. Keys are compared by hash only. */

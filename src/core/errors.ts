@@ -13,6 +13,8 @@ export type CinodeErrorKind =
   | 'count-too-large' // 400 count N exceeds ...
   | 'rate-limit' // 429 with Retry-After
   | 'capacity' // 503 Insufficient Nodes in READY State, with Retry-After
+  | 'no-node' // 404, an operator named a node cinode does not have
+  | 'wrong-state' // 409, an operator's change does not apply to the node's state
   | 'unavailable'; // 503, the database cannot be reached
 
 export class CinodeError extends Error {

@@ -37,6 +37,28 @@ export interface Project {
   id: number;
   name: string;
   policy: ProjectPolicy;
+  /** OpenSSH public keys put on each node the project is handed (contextualization); often none. */
+  sshKeys: readonly string[];
+}
+
+export const POOL_MECHANISMS = ['static', 'command'] as const;
+export type PoolMechanism = (typeof POOL_MECHANISMS)[number];
+
+/** How a `command` pool makes and destroys its machines, and how big it keeps itself. */
+export interface CommandPoolSettings {
+  /** argv asked for `CINODE_COUNT` new nodes; prints one JSON object per node on stdout. */
+  provision: string[];
+  /** argv that destroys one node, given the node's JSON on stdin. */
+  deprovision: string[];
+  commandTimeoutMs: number;
+  /** The warm pool: how many ready nodes the pool keeps. */
+  readyMin: number;
+  /** The most nodes the pool holds in all, whatever their state. */
+  maxNodes: number;
+  /** The most nodes being provisioned at once. */
+  maxParallel: number;
+  /** Ready nodes older than this are replaced; null: kept however old. */
+  maxReadyAgeMs: number | null;
 }
 
 export interface Pool {
@@ -44,11 +66,15 @@ export interface Pool {
   ver: string;
   arch: string;
   flavor: string | null;
+  /** `static`: listed nodes, reused after reclaim; `command`: made and destroyed by commands, never reused. */
+  mechanism: PoolMechanism;
   /** argv of the command that reinstalls or resets a released node; none: straight back to ready. */
   reclaim: string[] | null;
   reclaimTimeoutMs: number;
-  /** How many nodes the configuration lists for the pool: the most it can ever hold. */
+  /** The most nodes the pool can ever hold: the listed nodes (static), or `max-nodes` (command). */
   capacity: number;
+  /** The settings of a `command` pool; null for a static one. */
+  command: CommandPoolSettings | null;
 }
 
 export interface Session {
@@ -78,4 +104,27 @@ export interface Node {
   usedCount: number;
   changedAt: number;
   reason: string | null;
+  /** The port contextualization logs in on, when the node does not use the configured one. */
+  sshPort: number | null;
+  /** What the provision command said of the node (command pools), passed back to deprovision. */
+  data: unknown;
+  /** Whether a project's SSH keys were put on the node, so release must remove them first. */
+  contextualized: boolean;
+  /** Failed deprovision attempts in a row. */
+  attempts: number;
+}
+
+/** What a step done to a machine came to: ok, or why not (with the command's stderr). */
+export interface MachineOutcome {
+  ok: boolean;
+  reason: string | null;
+  stderr?: string;
+}
+
+/** Puts a project's SSH keys on a node and takes them off again (over SSH, in the pools layer). */
+export interface Contextualizer {
+  install(node: Node, keys: readonly string[]): Promise<MachineOutcome>;
+  remove(node: Node): Promise<MachineOutcome>;
+  /** How long one install or removal may take at most. */
+  timeoutMs: number;
 }

@@ -1,6 +1,8 @@
 /**
  * The reaper: ends sessions whose expiry has passed (end reason `expired`) and sends their nodes
- * to reclaim. It looks every `intervalMs`; sessions that never expire are never reaped by time.
+ * to reclaim, and sends held nodes to reclaim when their hold ends (`fail-hold` after the
+ * `/Node/fail`), whatever their session's lifetime. It looks every `intervalMs`; sessions that
+ * never expire are never reaped by time.
  */
 import type { Store } from '../store/store.js';
 
@@ -52,6 +54,7 @@ export class Reaper {
     return this.running;
   }
 
+  /** Ends expired sessions, then holds that are over; returns how many sessions it ended. */
   private async reapAll(): Promise<number> {
     const now = this.deps.clock();
     let total = 0;
@@ -60,7 +63,13 @@ export class Reaper {
       total += ended;
       if (ended < REAP_BATCH) break;
     }
-    if (total > 0) this.deps.onRelease();
+    let released = 0;
+    for (;;) {
+      const ended = await this.deps.store.transaction((tx) => tx.endHolds(now, REAP_BATCH));
+      released += ended;
+      if (ended < REAP_BATCH) break;
+    }
+    if (total + released > 0) this.deps.onRelease();
     return total;
   }
 }

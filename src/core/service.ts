@@ -6,7 +6,7 @@ import type { HostView, InventoryRow, SessionGetResult, SessionView } from '../a
 import type { Catalog } from './catalog.js';
 import { formatDuration, NEVER, type Lifetime } from './duration.js';
 import { badRequest, CAPACITY_MESSAGE, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
-import { LEGACY_STATE_NAMES, type Node, type Project, type ProjectPolicy, type Session } from './model.js';
+import { LEGACY_STATE_NAMES, type Contextualizer, type Node, type Pool, type Project, type ProjectPolicy, type Session } from './model.js';
 import type { Store, StoreTx } from '../store/store.js';
 
 /** Seconds a caller is told to wait when no node is ready. */
@@ -20,6 +20,23 @@ export interface ServiceDeps {
   newSsid: () => string;
   /** Called after a commit that sent nodes to reclaim, so reclaim starts at once. */
   onRelease: () => void;
+  /** How nodes get a project's SSH keys; null when the configuration does not contextualize. */
+  contextualizer?: () => Contextualizer | null;
+  /** Told when a request found too few ready nodes (command pools provision for it) or was served. */
+  onDemand?: (pools: readonly Pool[], missing: number) => void;
+  /** Called after nodes were handed out, so command pools refill their warm pool. */
+  onAllocated?: () => void;
+}
+
+
+/** Nodes one `/Node/get` put into a session, before they are handed over. */
+interface Allocation {
+  sessionId: number;
+  ssid: string;
+  /** Whether the request opened the session, so undoing it removes the session too. */
+  created: boolean;
+  nodes: Node[];
+  pools: string[];
 }
 
 export interface NodeGetRequest {
@@ -59,6 +76,10 @@ function sessionView(session: Session, nodes: readonly Node[]): SessionView {
 export class AllocationService {
   constructor(private readonly deps: ServiceDeps) {}
 
+  private contextualizerFor(project: Project): Contextualizer | null {
+    return project.sshKeys.length > 0 ? (this.deps.contextualizer?.() ?? null) : null;
+  }
+
   /** The project of an API key; an empty or unknown key is refused alike. */
   authenticate(key: string | undefined): Project {
     const project = key ? this.deps.catalog().projectForKey(key) : undefined;
@@ -75,7 +96,10 @@ export class AllocationService {
     if (!Number.isInteger(count) || count < 1 || count > project.policy.maxCount) {
       throw badRequest(`count: ${count} is out of range; accepted: a whole number from 1 to ${project.policy.maxCount}`);
     }
-    const result = await this.deps.store.transaction(async (tx) => {
+    const contextualizer = this.contextualizerFor(project);
+    let shortfall: { pools: Pool[]; missing: number } | undefined;
+    const allocation = await this.deps.store.transaction(async (tx): Promise<Allocation> => {
+      shortfall = undefined;
       await tx.lockProject(project.id);
       // Read after the lock: the rate limit counts what committed before this request's turn.
       const now = this.deps.clock();
@@ -96,10 +120,14 @@ export class AllocationService {
         pools.map((p) => p.name),
         count,
       );
-      if (nodes.length < count) throw new CinodeError('capacity', CAPACITY_MESSAGE, CAPACITY_RETRY_AFTER_SECONDS);
+      if (nodes.length < count) {
+        shortfall = { pools, missing: count - nodes.length };
+        throw new CinodeError('capacity', CAPACITY_MESSAGE, CAPACITY_RETRY_AFTER_SECONDS);
+      }
       // Stamped once the nodes are picked: a node's new stay in the history must start after its
       // last one ended, and that release may have committed while this request waited.
       const assignedAt = this.deps.clock();
+      const created = session === undefined;
       session ??= await tx.insertSession({
         ssid: this.deps.newSsid(),
         projectId: project.id,
@@ -111,10 +139,73 @@ export class AllocationService {
         session.id,
         nodes.map((n) => n.id),
         assignedAt,
+        contextualizer !== null,
       );
-      return { hosts: nodes.map((n) => n.hostname), ssid: session.ssid };
+      return { sessionId: session.id, ssid: session.ssid, created, nodes, pools: pools.map((p) => p.name) };
+    }).catch((error: unknown) => {
+      if (shortfall) this.deps.onDemand?.(shortfall.pools, shortfall.missing);
+      throw error;
     });
-    return result;
+    this.deps.onAllocated?.();
+    const nodes = contextualizer ? await this.contextualize(project, contextualizer, allocation) : allocation.nodes;
+    return { hosts: nodes.map((n) => n.hostname), ssid: allocation.ssid };
+  }
+
+  /**
+   * Puts the project's SSH keys on the nodes of an allocation. A node that cannot take them is
+   * quarantined and another ready node tried in its place, so the caller never sees a broken one.
+   * When no node is left, the request is undone as a whole (all-or-nothing): the nodes already
+   * prepared have their keys taken off and are ready again, the session it opened is gone, and
+   * the caller gets the capacity answer.
+   */
+  private async contextualize(project: Project, contextualizer: Contextualizer, allocation: Allocation): Promise<Node[]> {
+    const prepared: Node[] = [];
+    let trying = allocation.nodes;
+    while (trying.length > 0) {
+      const outcomes = await Promise.all(trying.map(async (node) => ({ node, result: await contextualizer.install(node, project.sshKeys) })));
+      prepared.push(...outcomes.filter((o) => o.result.ok).map((o) => o.node));
+      const broken = outcomes.filter((o) => !o.result.ok);
+      if (broken.length === 0) break;
+      trying = await this.deps.store.transaction(async (tx) => {
+        const now = this.deps.clock();
+        for (const { node, result } of broken) {
+          const reason = `could not be contextualized for project ${project.name}: ${result.reason}`;
+          await tx.quarantineNodes(allocation.sessionId, [node.id], now, reason, null, result.stderr);
+        }
+        const spare = await tx.pickReadyNodes(allocation.pools, broken.length);
+        if (spare.length < broken.length) return [];
+        await tx.assignNodes(
+          allocation.sessionId,
+          spare.map((n) => n.id),
+          now,
+          true,
+        );
+        return spare;
+      });
+      this.deps.onRelease(); // the broken nodes of command pools are deprovisioned
+      if (trying.length === 0) {
+        await this.undoAllocation(project, contextualizer, allocation, prepared);
+        throw new CinodeError('capacity', CAPACITY_MESSAGE, CAPACITY_RETRY_AFTER_SECONDS);
+      }
+    }
+    // In the order the caller asked for them: the replacements come last.
+    return prepared;
+  }
+
+  /** Takes the keys off the prepared nodes and gives them back; a node that keeps them is quarantined. */
+  private async undoAllocation(project: Project, contextualizer: Contextualizer, allocation: Allocation, prepared: readonly Node[]): Promise<void> {
+    const outcomes = await Promise.all(prepared.map(async (node) => ({ node, result: await contextualizer.remove(node) })));
+    await this.deps.store.transaction(async (tx) => {
+      const now = this.deps.clock();
+      const cleaned = outcomes.filter((o) => o.result.ok).map((o) => o.node.id);
+      await tx.unassignNodes(allocation.sessionId, cleaned, now, 'request undone: too few nodes could be contextualized');
+      for (const { node, result } of outcomes.filter((o) => !o.result.ok)) {
+        const reason = `could not take the SSH keys of project ${project.name} off again: ${result.reason}`;
+        await tx.quarantineNodes(allocation.sessionId, [node.id], now, reason, null, result.stderr);
+      }
+      if (allocation.created) await tx.deleteSession(allocation.sessionId, { at: now, reason: 'request undone: too few nodes could be contextualized' });
+    });
+    this.deps.onRelease();
   }
 
   /**
@@ -160,8 +251,8 @@ export class AllocationService {
         throw new CinodeError('policy', 'Exceeded maximum allowed fail nodes limit, please release other machines to continue');
       }
       if (hostnames === undefined) {
-        await tx.holdNodes(session.id, now, `held for debugging by ${project.name}`);
         const holdUntil = now + project.policy.failHoldMs;
+        await tx.holdNodes(session.id, now, `held for debugging by ${project.name} until ${iso(holdUntil)}`, holdUntil);
         if (session.expiresAt !== null && session.expiresAt < holdUntil) await tx.setSessionExpiry(session.id, holdUntil);
         return;
       }

@@ -1,24 +1,46 @@
 /**
- * The reclaim worker: a released node is reinstalled or reset by its pool's `reclaim` command,
- * a bounded number at once. Exit 0 returns it to `ready` (used count + 1); anything else, or a
- * timeout, quarantines it as `failed` with the reason. A pool without a command returns its
- * nodes to `ready` at once. Work is claimed with a lease, so a crash mid-reclaim is picked up
- * again (at the next start, or by another replica once the lease lapses).
+ * The reclaim worker: what happens to a node after use, a bounded number at once.
+ *
+ * - A static pool's node first has the SSH keys of its last project taken off (if it was
+ *   contextualized), then is reinstalled or reset by the pool's `reclaim` command. Success returns
+ *   it to `ready` (used count + 1); anything else, or a timeout, quarantines it as `failed` with
+ *   the reason, so it never reaches the next project in an unknown state.
+ * - A command pool's node is never reused: its `deprovision` command destroys the machine and the
+ *   node is retired, its record kept for the history. A deprovision that fails is tried again
+ *   after a growing pause, and after repeated failures the node is left `failed` for an operator.
+ *
+ * Work is claimed with a lease, so a crash mid-reclaim is picked up again (at the next start, or
+ * by another replica once the lease lapses).
  */
-import type { Node, Pool } from '../core/model.js';
-import type { Store } from '../store/store.js';
+import type { Contextualizer, MachineOutcome, Node, Pool } from '../core/model.js';
+import type { Change, Store } from '../store/store.js';
 import { runCommand } from './command.js';
 
 /**
- * How long a claim holds: long enough to record an outcome at once. Before a pool's command runs,
- * the claim is extended to the command's timeout plus this, so each node's claim fits its own pool.
+ * How long a claim holds: long enough to record an outcome at once. Before a node's work starts,
+ * the claim is extended by the time its commands may take, so each claim fits its own pool.
  */
 const LEASE_GRACE_MS = 60_000;
+
+/** Deprovision attempts before a node is left `failed` for an operator. */
+export const DEPROVISION_ATTEMPTS = 5;
+/** The pause after the first failed deprovision; it doubles after each further one. */
+const DEPROVISION_BACKOFF_MS = 2_000;
+
+/** The end of a command's stderr kept in the event history. */
+const DETAIL_CHARS = 4_000;
+
+export function stderrDetail(result: { stderr?: string }): string | null {
+  const text = (result.stderr ?? '').trim();
+  return text === '' ? null : text.slice(-DETAIL_CHARS);
+}
 
 export interface ReclaimDeps {
   store: Store;
   clock: () => number;
   pools: () => ReadonlyMap<string, Pool>;
+  /** How SSH keys are taken off nodes; null when the configuration does not contextualize. */
+  contextualizer: () => Contextualizer | null;
   /** Who claims the work: unique per process. */
   owner: string;
   parallel: number;
@@ -33,6 +55,7 @@ export class ReclaimWorker {
   private stopped = false;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly killers = new Set<() => void>();
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly deps: ReclaimDeps) {}
 
@@ -68,6 +91,7 @@ export class ReclaimWorker {
    */
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
+    for (const timer of this.retryTimers) clearTimeout(timer);
     const settled = Promise.all([this.draining, ...this.inFlight]);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
@@ -98,34 +122,99 @@ export class ReclaimWorker {
     }
   }
 
+  /** Extends this worker's claim on the node to cover `workMs`; false when the claim was lost. */
+  private async extendClaim(node: Node, workMs: number): Promise<boolean> {
+    const until = this.deps.clock() + workMs + LEASE_GRACE_MS;
+    return this.deps.store.transaction((tx) => tx.extendReclaimLease(node.id, this.deps.owner, until));
+  }
+
   private async reclaim(node: Node): Promise<void> {
     const pool = this.deps.pools().get(node.pool);
-    let ok = true;
-    let reason: string | null = null;
     if (!pool) {
-      // Its pool left the configuration, and with it the reclaim command: the machine cannot be
-      // reset, so it must not reach the next user. An operator returns it to service.
-      ok = false;
-      reason = `pool ${node.pool} is no longer configured, so the node could not be reclaimed`;
-    } else if (pool.reclaim) {
-      const until = this.deps.clock() + pool.reclaimTimeoutMs + LEASE_GRACE_MS;
-      const stillOurs = await this.deps.store.transaction((tx) => tx.extendReclaimLease(node.id, this.deps.owner, until));
-      if (!stillOurs) return;
-      const result = await runCommand(
-        {
-          label: 'reclaim',
-          argv: pool.reclaim,
-          env: { CINODE_HOSTNAME: node.hostname, CINODE_IP: node.ip ?? '', CINODE_POOL: node.pool },
-          timeoutMs: pool.reclaimTimeoutMs,
-        },
-        this.killers,
-      );
-      ok = result.ok;
-      reason = result.reason;
+      // Its pool left the configuration, and with it the commands: the machine cannot be reset
+      // (or destroyed), so it must not reach the next user. An operator returns it to service.
+      await this.finish(node, { ok: false, reason: `pool ${node.pool} is no longer configured, so the node could not be reclaimed` });
+      return;
     }
-    if (this.stopped && !ok) return; // killed by shutdown: leave it for the next start
+    if (pool.command) {
+      await this.deprovision(node, pool.command.deprovision, pool.command.commandTimeoutMs);
+      return;
+    }
+    const contextualizer = node.contextualized ? this.deps.contextualizer() : null;
+    const workMs = (contextualizer?.timeoutMs ?? 0) + (pool.reclaim ? pool.reclaimTimeoutMs : 0);
+    if (!(await this.extendClaim(node, workMs))) return;
+    if (node.contextualized) {
+      const removed: MachineOutcome = contextualizer
+        ? await contextualizer.remove(node)
+        : { ok: false, reason: 'contextualize is no longer configured' };
+      if (!removed.ok) {
+        await this.finish(node, { ...removed, reason: `could not remove the SSH keys of the last project: ${removed.reason}` });
+        return;
+      }
+      await this.deps.store.transaction((tx) => tx.markDecontextualized(node.id));
+    }
+    if (!pool.reclaim) {
+      await this.finish(node, { ok: true, reason: null });
+      return;
+    }
+    const result = await runCommand(
+      {
+        label: 'reclaim',
+        argv: pool.reclaim,
+        env: { CINODE_HOSTNAME: node.hostname, CINODE_IP: node.ip ?? '', CINODE_POOL: node.pool },
+        timeoutMs: pool.reclaimTimeoutMs,
+      },
+      this.killers,
+    );
+    await this.finish(node, result);
+  }
+
+  /** Records a static node's reclaim: `ready`, or `failed` with the reason. */
+  private async finish(node: Node, result: MachineOutcome): Promise<void> {
+    if (this.stopped && !result.ok) return; // killed by shutdown: leave it for the next start
+    const change: Change = { at: this.deps.clock(), reason: result.reason ?? 'reclaimed', detail: stderrDetail(result) };
+    const recorded = await this.deps.store.transaction((tx) => tx.finishReclaim(node.id, this.deps.owner, result.ok, change));
+    if (recorded) this.deps.onReclaimed?.(node, result.ok, result.reason);
+  }
+
+  /** Destroys a command pool's node; a failure is tried again after a pause, a few times. */
+  private async deprovision(node: Node, argv: readonly string[], timeoutMs: number): Promise<void> {
+    if (!(await this.extendClaim(node, timeoutMs))) return;
+    const result = await runCommand(
+      {
+        label: 'deprovision',
+        argv,
+        env: { CINODE_HOSTNAME: node.hostname, CINODE_IP: node.ip ?? '', CINODE_POOL: node.pool },
+        stdin: `${JSON.stringify({ hostname: node.hostname, ip: node.ip, data: node.data })}\n`,
+        timeoutMs,
+      },
+      this.killers,
+    );
+    if (this.stopped && !result.ok) return;
     const now = this.deps.clock();
-    const recorded = await this.deps.store.transaction((tx) => tx.finishReclaim(node.id, this.deps.owner, ok, now, reason ?? 'reclaimed'));
-    if (recorded) this.deps.onReclaimed?.(node, ok, reason);
+    const detail = stderrDetail(result);
+    if (result.ok) {
+      const change = { at: now, reason: `deprovisioned (${node.reason ?? 'released'})`, detail };
+      const recorded = await this.deps.store.transaction((tx) => tx.finishDeprovision(node.id, this.deps.owner, change));
+      if (recorded) this.deps.onReclaimed?.(node, true, change.reason);
+      return;
+    }
+    const attempt = node.attempts + 1;
+    const giveUp = attempt >= DEPROVISION_ATTEMPTS;
+    const pauseMs = DEPROVISION_BACKOFF_MS * 2 ** (attempt - 1);
+    const reason = giveUp
+      ? `deprovision failed ${attempt} times, left for an operator: ${result.reason}`
+      : `deprovision attempt ${attempt} of ${DEPROVISION_ATTEMPTS} failed, next in ${pauseMs / 1000}s: ${result.reason}`;
+    const recorded = await this.deps.store.transaction((tx) =>
+      tx.failDeprovision(node.id, this.deps.owner, { at: now, reason, detail }, giveUp ? null : now + pauseMs),
+    );
+    if (recorded && giveUp) this.deps.onReclaimed?.(node, false, reason);
+    if (recorded && !giveUp) {
+      const timer = setTimeout(() => {
+        this.retryTimers.delete(timer);
+        this.kick();
+      }, pauseMs + 50);
+      this.retryTimers.add(timer);
+    }
   }
 }

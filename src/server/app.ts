@@ -4,8 +4,9 @@
  */
 import { parse as parseQueryString } from 'node:querystring';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { CinodeError, INVALID_KEY_MESSAGE } from '../core/errors.js';
+import { badRequest, CinodeError, INVALID_KEY_MESSAGE } from '../core/errors.js';
 import type { Project } from '../core/model.js';
+import type { AdminService } from '../core/admin.js';
 import type { AllocationService } from '../core/service.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
 import { createHttpStack } from './http.js';
@@ -16,7 +17,11 @@ import {
   readArch,
   readCount,
   readFlavor,
+  readHostname,
   readKey,
+  readLimit,
+  readNodeState,
+  readSessionFilter,
   readLifetime,
   readNodes,
   readSessionRef,
@@ -26,6 +31,7 @@ import {
 
 export interface AppOptions {
   service: AllocationService;
+  admin: AdminService;
   logger: FastifyBaseLogger | false;
   /** Whether `/Inventory` without a key lists every node (public in the legacy API). */
   publicInventory: () => boolean;
@@ -49,6 +55,8 @@ const STATUS: Record<CinodeError['kind'], number> = {
   'rate-limit': 429,
   capacity: 503,
   unavailable: 503,
+  'no-node': 404,
+  'wrong-state': 409,
 };
 
 function sendError(reply: FastifyReply, error: CinodeError): FastifyReply {
@@ -148,6 +156,25 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return service.extendSession(project, ssid, lifetime);
   });
 
+  // Operators' calls: the same keys, of projects with `admin: true`.
+  function adminCall(path: string, handler: Handler): void {
+    keyed(path, async (request, params, project) => {
+      options.admin.authorize(project);
+      return handler(request, params, project);
+    });
+  }
+
+  adminCall('/Admin/nodes', async (_request, params) => options.admin.nodes(readNodeState(params)));
+  adminCall('/Admin/events', async (_request, params) => {
+    const hostname = params.has('hostname') ? readHostname(params) : undefined;
+    const session = readSessionFilter(params);
+    if (hostname !== undefined && session !== undefined) throw badRequest('hostname and session: give one of them, or neither for every event');
+    return options.admin.events({ hostname, session }, readLimit(params));
+  });
+  adminCall('/Admin/node/release', async (_request, params, project) => options.admin.release(readHostname(params), project));
+  adminCall('/Admin/node/disable', async (_request, params, project) => options.admin.disable(readHostname(params), project));
+  adminCall('/Admin/node/enable', async (_request, params, project) => options.admin.enable(readHostname(params), project));
+
   // `/Inventory` answers without a key too: the legacy public listing that cico's `node get` reads.
   const inventory = async (request: FastifyRequest, reply: FastifyReply) => {
     const params = collectParams(request.query, request.body);
@@ -182,6 +209,11 @@ const ENDPOINTS = [
   '/Session/show',
   '/Session/list',
   '/Session/extend',
+  '/Admin/nodes',
+  '/Admin/events',
+  '/Admin/node/release',
+  '/Admin/node/disable',
+  '/Admin/node/enable',
   '/healthz',
 ];
 

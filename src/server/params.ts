@@ -4,6 +4,7 @@
  */
 import { DURATION_HELP, parseLifetime, type Lifetime } from '../core/duration.js';
 import { badRequest, invalidKey, invalidSession } from '../core/errors.js';
+import { NODE_STATES, type NodeState } from '../core/model.js';
 
 /** Every value given for each parameter name, query first, then body. */
 export type Params = Map<string, string[]>;
@@ -169,3 +170,42 @@ export function readNodes(params: Params): string[] | undefined {
   return [...hostnames];
 }
 
+
+/** `hostname=`: the one node an operator's call is about. */
+export function readHostname(params: Params): string {
+  const accepted = "a node's hostname: letters, digits, '.', '_' and '-', at most 253";
+  const value = nonEmpty(params, 'hostname', accepted);
+  if (value === undefined) throw badRequest(`hostname: missing; accepted: ${accepted}`);
+  if (!HOSTNAME_PATTERN.test(value)) throw badRequest(`hostname: ${shown(value)} is not valid; accepted: ${accepted}`);
+  return value;
+}
+
+/** `state=`: one of the node states of SPEC.md section 4. */
+export function readNodeState(params: Params): NodeState | undefined {
+  const accepted = NODE_STATES.join(', ');
+  const value = nonEmpty(params, 'state', accepted);
+  if (value !== undefined && !(NODE_STATES as readonly string[]).includes(value)) {
+    throw badRequest(`state: ${shown(value)} is not a node state; accepted: ${accepted}`);
+  }
+  return value as NodeState | undefined;
+}
+
+/** `session=`: an ssid or alias whose history is asked for (any project's: operators see all). */
+export function readSessionFilter(params: Params): string | undefined {
+  const value = nonEmpty(params, 'session', ALIAS_HELP);
+  if (value !== undefined && !ALIAS_PATTERN.test(value)) throw badRequest(`session: ${shown(value)} is not an ssid or alias; accepted: ${ALIAS_HELP}`);
+  return value;
+}
+
+export const EVENTS_LIMIT_DEFAULT = 100;
+const EVENTS_LIMIT_MAX = 10_000;
+
+/** `limit=`: how many of the latest events to show. */
+export function readLimit(params: Params): number {
+  const accepted = `a whole number from 1 to ${EVENTS_LIMIT_MAX}`;
+  const value = nonEmpty(params, 'limit', accepted);
+  if (value === undefined) return EVENTS_LIMIT_DEFAULT;
+  const limit = COUNT_PATTERN.test(value) ? Number(value) : NaN;
+  if (!(limit >= 1 && limit <= EVENTS_LIMIT_MAX)) throw badRequest(`limit: ${shown(value)} is not valid; accepted: ${accepted}`);
+  return limit;
+}

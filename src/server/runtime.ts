@@ -5,12 +5,15 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { AdminService } from '../core/admin.js';
 import { Catalog } from '../core/catalog.js';
-import type { Pool } from '../core/model.js';
+import type { Contextualizer, Pool } from '../core/model.js';
 import { Reaper } from '../core/reaper.js';
 import { AllocationService } from '../core/service.js';
 import { loadConfig, type CinodeConfig } from '../config/config.js';
+import { FillWorker } from '../pools/provision.js';
 import { ReclaimWorker } from '../pools/reclaim.js';
+import { sshContextualizer } from '../pools/ssh.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
@@ -34,6 +37,7 @@ export interface RunningServer {
   service: AllocationService;
   reaper: Reaper;
   reclaim: ReclaimWorker;
+  fill: FillWorker;
   /** Reads the configuration again and syncs projects and inventory; a bad file changes nothing. */
   reload(): Promise<void>;
   close(): Promise<void>;
@@ -50,12 +54,24 @@ async function syncCatalog(store: Store, config: CinodeConfig, now: number): Pro
     return projectIds;
   });
   store.setPoolsWithoutReclaim(config.pools.filter((p) => !p.reclaim).map((p) => p.name));
-  const projects = config.projects.map((p) => ({ id: ids.get(p.name)!, name: p.name, keyHash: p.keyHash, policy: p.policy }));
+  const projects = config.projects.map((p) => ({ id: ids.get(p.name)!, name: p.name, keyHash: p.keyHash, policy: p.policy, sshKeys: p.sshKeys }));
   return new Catalog(projects, config.pools, config.defaults);
 }
 
 function poolMap(config: CinodeConfig): Map<string, Pool> {
   return new Map(config.pools.map((p) => [p.name, p]));
+}
+
+function contextualizerOf(config: CinodeConfig): Contextualizer | null {
+  return config.contextualize ? sshContextualizer(config.contextualize) : null;
+}
+
+/**
+ * Whether a release may leave work for the reclaim worker: a reclaim command, a command pool to
+ * deprovision, or keys to take off. Without any, released nodes are ready in the same commit.
+ */
+function needsReclaim(config: CinodeConfig): boolean {
+  return config.contextualize !== null || config.pools.some((p) => p.reclaim || p.command);
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -71,17 +87,30 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   let catalog = await syncCatalog(store, config, clock());
   let pools = poolMap(config);
-  let anyReclaimCommand = config.pools.some((p) => p.reclaim);
+  let reclaimWork = needsReclaim(config);
+  let contextualizer = contextualizerOf(config);
+  const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
   const reclaim = new ReclaimWorker({
     store,
     clock,
     pools: () => pools,
-    owner: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    contextualizer: () => contextualizer,
+    owner,
     parallel: config.reclaimParallel,
     onError,
     onReclaimed: (node, ok, reason) => log.info({ node: node.hostname, pool: node.pool, ok, reason }, ok ? 'node reclaimed' : 'node quarantined'),
+  });
+  const fill = new FillWorker({
+    store,
+    clock,
+    pools: () => pools,
+    owner,
+    onError,
+    onRetire: () => reclaim.kick(),
+    onProvisioned: (pool, added, problem) =>
+      problem === null ? log.info({ pool, added }, 'nodes provisioned') : log.warn({ pool, added, problem }, 'provision failed'),
   });
   const service = new AllocationService({
     store,
@@ -91,9 +120,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // Released nodes of pools without a command are ready already: no reclaim to look for (the
     // reaper tick still looks, for nodes a reload left waiting).
     onRelease: () => {
-      if (anyReclaimCommand) reclaim.kick();
+      if (reclaimWork) reclaim.kick();
+      fill.kick();
     },
+    contextualizer: () => contextualizer,
+    onDemand: (demanded, missing) => fill.demand(demanded, missing),
+    onAllocated: () => fill.kick(),
   });
+  const admin = new AdminService({ store, clock, onRelease: () => reclaim.kick() });
   const reaper = new Reaper({
     store,
     clock,
@@ -101,11 +135,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onRelease: () => reclaim.kick(),
     onError,
   });
-  // Every reaper tick also looks for reclaims whose claim lapsed (another replica died mid-way).
-  const reaperTick = setInterval(() => reclaim.kick(), config.reaperIntervalMs);
+  // Every reaper tick also looks for reclaims whose claim lapsed (another replica died mid-way),
+  // and at the command pools' sizes (ready nodes age, other replicas allocate).
+  const reaperTick = setInterval(() => {
+    reclaim.kick();
+    fill.kick();
+  }, config.reaperIntervalMs);
 
   const app = await buildApp({
     service,
+    admin,
     logger: log,
     publicInventory: () => config.publicInventory,
     healthCheck: async () => {
@@ -122,6 +161,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   reaper.start();
   reclaim.kick();
+  fill.kick();
 
   let closing: Promise<void> | undefined;
   return {
@@ -131,6 +171,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     service,
     reaper,
     reclaim,
+    fill,
     async reload() {
       let next: CinodeConfig;
       try {
@@ -144,17 +185,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }
       catalog = await syncCatalog(store, next, clock());
       pools = poolMap(next);
-      anyReclaimCommand = next.pools.some((p) => p.reclaim);
+      reclaimWork = needsReclaim(next);
+      contextualizer = contextualizerOf(next);
       config = next;
       log.info({ projects: next.projects.length, pools: next.pools.length }, 'configuration reloaded');
       reclaim.kick();
+      fill.kick();
     },
     close() {
       closing ??= (async () => {
         clearInterval(reaperTick);
         await app.close(); // finishes requests in flight
         await reaper.stop();
-        await reclaim.stop(SHUTDOWN_GRACE_MS);
+        await Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS)]);
         await store.close();
         log.info('cinode stopped');
       })();

@@ -82,10 +82,52 @@ const initial = (dialect: Dialect): Migration => ({
   },
 });
 
+/** Issue 5: command pools, contextualization, holds that end, and the event history. */
+const machines = (dialect: Dialect): Migration => ({
+  async up(db: Kysely<unknown>) {
+    const nodes = () => db.schema.alterTable('nodes');
+    await nodes().addColumn('ssh_port', 'integer').execute();
+    await nodes().addColumn('data', 'text').execute();
+    await nodes().addColumn('contextualized', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+    await nodes().addColumn('dynamic', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+    await nodes().addColumn('hold_until', 'bigint').execute();
+    await nodes().addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+    await db.schema.createIndex('nodes_hold').on('nodes').columns(['state', 'hold_until']).execute();
+
+    await withId(db.schema.createTable('events'), dialect)
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('subject', 'varchar(16)', (c) => c.notNull())
+      .addColumn('node_id', 'integer')
+      .addColumn('hostname', 'varchar(253)')
+      .addColumn('pool', 'varchar(128)')
+      .addColumn('session_id', 'integer')
+      .addColumn('ssid', 'varchar(36)')
+      .addColumn('project', 'varchar(128)')
+      .addColumn('alias', 'varchar(128)')
+      .addColumn('from_state', 'varchar(16)')
+      .addColumn('to_state', 'varchar(16)')
+      .addColumn('reason', 'text')
+      .addColumn('detail', 'text')
+      .execute();
+    await db.schema.createIndex('events_hostname').on('events').columns(['hostname', 'id']).execute();
+    await db.schema.createIndex('events_ssid').on('events').columns(['ssid', 'id']).execute();
+    await db.schema.createIndex('events_alias').on('events').columns(['alias', 'id']).execute();
+
+    await withId(db.schema.createTable('provisions'), dialect)
+      .addColumn('pool', 'varchar(128)', (c) => c.notNull())
+      .addColumn('count', 'integer', (c) => c.notNull())
+      .addColumn('owner', 'varchar(64)', (c) => c.notNull())
+      .addColumn('started_at', 'bigint', (c) => c.notNull())
+      .addColumn('lease_until', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+});
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     getMigrations: async () => ({
       '0001_initial': initial(dialect),
+      '0002_machines': machines(dialect),
     }),
   };
 }

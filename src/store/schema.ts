@@ -46,6 +46,48 @@ export interface NodeTable {
   /** Which worker is reclaiming the node, and until when its claim holds. */
   lease_owner: string | null;
   lease_until: number | null;
+  ssh_port: number | null;
+  /** JSON of what the provision command said of the node (command pools). */
+  data: string | null;
+  /** 1 while a project's SSH keys are on the node: release must remove them before reuse. */
+  contextualized: Generated<number>;
+  /** 1 for a node a command pool made: the configuration does not list it, and it is never reused. */
+  dynamic: Generated<number>;
+  /** When a held node's hold ends and it goes to reclaim. */
+  hold_until: number | null;
+  /** Failed deprovision attempts in a row, for the backoff and the give-up. */
+  attempts: Generated<number>;
+}
+
+/** Every state change of a node or a session, and each command a pool ran that failed: the event history. */
+export interface EventTable {
+  id: Generated<number>;
+  at: number;
+  /** `node`, `session` or `pool` (a pool-wide happening, such as a failed provision). */
+  subject: string;
+  node_id: number | null;
+  hostname: string | null;
+  pool: string | null;
+  session_id: number | null;
+  ssid: string | null;
+  project: string | null;
+  alias: string | null;
+  from_state: string | null;
+  to_state: string | null;
+  reason: string | null;
+  /** Longer text that goes with the event: a command's stderr. */
+  detail: string | null;
+}
+
+/** Provision commands running now, so the pool's size and `max-parallel` hold across replicas. */
+export interface ProvisionTable {
+  id: Generated<number>;
+  pool: string;
+  count: number;
+  owner: string;
+  started_at: number;
+  /** A crashed replica's provision stops counting once this passes. */
+  lease_until: number;
 }
 
 /** Which nodes a session held and when: the accounting history. */
@@ -62,8 +104,11 @@ export interface Database {
   sessions: SessionTable;
   nodes: NodeTable;
   session_nodes: SessionNodeTable;
+  events: EventTable;
+  provisions: ProvisionTable;
 }
 
 export type ProjectRow = Selectable<ProjectTable>;
 export type SessionRow = Selectable<SessionTable>;
 export type NodeRow = Selectable<NodeTable>;
+export type EventRow = Selectable<EventTable>;

@@ -31,6 +31,9 @@ import { isRetryableConflict } from './errors.js';
 import type { Dialect } from './migrations.js';
 import type { Database, NodeRow, SessionRow } from './schema.js';
 
+/** Where a node reported broken, or unreachable, goes: quarantine; a command pool's is destroyed instead. */
+const QUARANTINED = sql<string>`case when nodes.dynamic = 1 then 'reclaiming' else 'failed' end`;
+
 /** SQLite allows up to 32766 bound values a statement; stay far below for long id lists. */
 const ID_CHUNK = 500;
 
@@ -70,6 +73,10 @@ export function toNode(row: NodeRow): Node {
     usedCount: Number(row.used_count),
     changedAt: Number(row.changed_at),
     reason: row.reason,
+    sshPort: row.ssh_port === null ? null : Number(row.ssh_port),
+    data: row.data === null ? null : (JSON.parse(row.data) as unknown),
+    contextualized: Number(row.contextualized) === 1,
+    attempts: Number(row.attempts),
   };
 }
 
@@ -98,7 +105,47 @@ export interface ProjectRecord {
 }
 
 /** A node as the configuration declares it. */
-export type NodeRecord = Pick<Node, 'hostname' | 'ip' | 'pool' | 'ver' | 'arch' | 'flavor' | 'chassis' | 'consolePort'>;
+export type NodeRecord = Pick<Node, 'hostname' | 'ip' | 'pool' | 'ver' | 'arch' | 'flavor' | 'chassis' | 'consolePort' | 'sshPort'>;
+
+/** A node a command pool's provision command made. */
+export interface ProvisionedNode {
+  hostname: string;
+  ip: string;
+  sshPort: number | null;
+  data: unknown;
+}
+
+/** What a state change is about, for the event history. */
+export interface Change {
+  at: number;
+  reason: string;
+  /** The command's stderr that goes with it, if any. */
+  detail?: string | null;
+}
+
+/** A line of the event history. */
+export interface NodeEvent {
+  id: number;
+  at: number;
+  subject: 'node' | 'session' | 'pool';
+  hostname: string | null;
+  pool: string | null;
+  ssid: string | null;
+  project: string | null;
+  alias: string | null;
+  from: string | null;
+  to: string | null;
+  reason: string | null;
+  detail: string | null;
+}
+
+/** How many nodes a pool has, by what the fill worker needs to know. */
+export interface PoolCounts {
+  ready: number;
+  /** Nodes of the pool that exist (any state), plus those being provisioned. */
+  total: number;
+  provisioning: number;
+}
 
 /** The queries of one transaction. */
 export class StoreTx {
@@ -119,14 +166,120 @@ export class StoreTx {
    * What a released node becomes: `reclaiming`, for its pool's reclaim command to reset it, or,
    * in a pool without one, `ready` at once with its used count + 1 (no reclaim round trip).
    */
-  private releasedState(): { state: RawBuilder<string> | 'reclaiming'; used_count: RawBuilder<number> } {
+  private releasedState(): { state: RawBuilder<string>; used_count: RawBuilder<number> } {
     const instant = this.poolsWithoutReclaim;
-    if (instant.length === 0) return { state: 'reclaiming', used_count: sql<number>`used_count` };
-    const isInstant = sql`pool in (${sql.join(instant)})`;
+    if (instant.length === 0) return { state: sql<string>`'reclaiming'`, used_count: sql<number>`nodes.used_count` };
+    // A node that carries a project's SSH keys goes through reclaim, which takes them off.
+    const isInstant = sql`nodes.pool in (${sql.join(instant)}) and nodes.contextualized = 0`;
     return {
       state: sql<string>`case when ${isInstant} then 'ready' else 'reclaiming' end`,
-      used_count: sql<number>`used_count + case when ${isInstant} then 1 else 0 end`,
+      used_count: sql<number>`nodes.used_count + case when ${isInstant} then 1 else 0 end`,
     };
+  }
+
+  // ---- the event history ----
+
+  /**
+   * Records the coming change of the nodes `ids` to `to` (a state, or an expression over the
+   * node's columns), one event per node with its state now, its session, project and alias. Runs
+   * before the change. `sessionId` names the session of nodes that are not in it yet.
+   */
+  private async recordNodeChanges(ids: readonly number[], to: string | RawBuilder<string>, change: Change, sessionId?: number): Promise<void> {
+    const toState = typeof to === 'string' ? sql<string>`cast(${to} as text)` : to;
+    for (const chunk of chunks(ids)) {
+      await this.db
+        .insertInto('events')
+        .columns(['at', 'subject', 'node_id', 'hostname', 'pool', 'session_id', 'ssid', 'project', 'alias', 'from_state', 'to_state', 'reason', 'detail'])
+        .expression((eb) =>
+          eb
+            .selectFrom('nodes')
+            .leftJoin('sessions', (join) =>
+              sessionId === undefined ? join.onRef('sessions.id', '=', 'nodes.session_id') : join.on('sessions.id', '=', sessionId),
+            )
+            .leftJoin('projects', 'projects.id', 'sessions.project_id')
+            .select([
+              sql<number>`cast(${change.at} as bigint)`.as('at'),
+              sql<string>`'node'`.as('subject'),
+              'nodes.id',
+              'nodes.hostname',
+              'nodes.pool',
+              'sessions.id as session_id',
+              'sessions.ssid',
+              'projects.name',
+              'sessions.alias',
+              'nodes.state',
+              toState.as('to_state'),
+              sql<string>`cast(${change.reason} as text)`.as('reason'),
+              sql<string | null>`cast(${change.detail ?? null} as text)`.as('detail'),
+            ])
+            .where('nodes.id', 'in', chunk),
+        )
+        .execute();
+    }
+  }
+
+  /** Records the coming change of the sessions `ids` from `from` (null: new) to `to`. */
+  private async recordSessionChanges(ids: readonly number[], from: string | null, to: string, change: Change): Promise<void> {
+    for (const chunk of chunks(ids)) {
+      await this.db
+        .insertInto('events')
+        .columns(['at', 'subject', 'session_id', 'ssid', 'project', 'alias', 'from_state', 'to_state', 'reason'])
+        .expression((eb) =>
+          eb
+            .selectFrom('sessions')
+            .innerJoin('projects', 'projects.id', 'sessions.project_id')
+            .select([
+              sql<number>`cast(${change.at} as bigint)`.as('at'),
+              sql<string>`'session'`.as('subject'),
+              'sessions.id',
+              'sessions.ssid',
+              'projects.name',
+              'sessions.alias',
+              sql<string | null>`cast(${from} as text)`.as('from_state'),
+              sql<string>`cast(${to} as text)`.as('to_state'),
+              sql<string>`cast(${change.reason} as text)`.as('reason'),
+            ])
+            .where('sessions.id', 'in', chunk),
+        )
+        .execute();
+    }
+  }
+
+  /** Records something that happened to a pool as a whole, such as a provision that failed. */
+  async recordPoolEvent(pool: string, change: Change): Promise<void> {
+    await this.db
+      .insertInto('events')
+      .values({ at: change.at, subject: 'pool', pool, reason: change.reason, detail: change.detail ?? null })
+      .execute();
+  }
+
+  /**
+   * The event history, oldest first, the latest `limit` events: of a node (by hostname), of the
+   * sessions with that ssid or alias, or of everything.
+   */
+  async events(filter: { hostname?: string; session?: string }, limit: number): Promise<NodeEvent[]> {
+    const rows = await this.db
+      .selectFrom('events')
+      .selectAll()
+      .$if(filter.hostname !== undefined, (q) => q.where('hostname', '=', filter.hostname!))
+      .$if(filter.session !== undefined, (q) => q.where((eb) => eb.or([eb('ssid', '=', filter.session!), eb('alias', '=', filter.session!)])))
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.reverse().map((r) => ({
+      id: Number(r.id),
+      at: Number(r.at),
+      subject: r.subject as NodeEvent['subject'],
+      hostname: r.hostname,
+      pool: r.pool,
+      ssid: r.ssid,
+      project: r.project,
+      alias: r.alias,
+      from: r.from_state,
+      to: r.to_state,
+      reason: r.reason,
+      detail: r.detail,
+    }));
   }
 
   /**
@@ -192,7 +345,18 @@ export class StoreTx {
       })
       .returningAll()
       .executeTakeFirstOrThrow();
+    await this.recordSessionChanges([Number(row.id)], null, 'active', { at: session.createdAt, reason: 'opened' });
     return toSession(row);
+  }
+
+  /**
+   * Undoes a session a failed request opened (all-or-nothing): its row and its node history go,
+   * so it counts against no rate limit. Its nodes must have left it already.
+   */
+  async deleteSession(sessionId: number, change: Change): Promise<void> {
+    await this.recordSessionChanges([sessionId], 'active', 'deleted', change);
+    await this.db.deleteFrom('session_nodes').where('session_id', '=', sessionId).execute();
+    await this.db.deleteFrom('sessions').where('id', '=', sessionId).execute();
   }
 
   async setSessionExpiry(sessionId: number, expiresAt: number | null): Promise<void> {
@@ -201,6 +365,7 @@ export class StoreTx {
 
   /** Ends a session and sends every node it holds to reclaim. */
   async endSession(sessionId: number, reason: EndReason, now: number): Promise<void> {
+    await this.recordSessionChanges([sessionId], 'active', 'done', { at: now, reason: `session ${reason}` });
     await this.db
       .updateTable('sessions')
       .set({ state: 'done', ended_at: now, end_reason: reason })
@@ -269,11 +434,16 @@ export class StoreTx {
     return (await query.execute()).map(toNode);
   }
 
-  async assignNodes(sessionId: number, nodeIds: readonly number[], now: number): Promise<void> {
+  /**
+   * Puts ready nodes into a session. `contextualized`: the project's SSH keys are about to be put
+   * on them, so their release goes through reclaim to take the keys off again.
+   */
+  async assignNodes(sessionId: number, nodeIds: readonly number[], now: number, contextualized = false): Promise<void> {
     for (const ids of chunks(nodeIds)) {
+      await this.recordNodeChanges(ids, 'deployed', { at: now, reason: 'allocated' }, sessionId);
       await this.db
         .updateTable('nodes')
-        .set({ state: 'deployed', session_id: sessionId, changed_at: now, reason: null })
+        .set({ state: 'deployed', session_id: sessionId, changed_at: now, reason: null, contextualized: contextualized ? 1 : 0 })
         .where('id', 'in', ids)
         .where('state', '=', 'ready')
         .execute();
@@ -291,25 +461,49 @@ export class StoreTx {
 
   /** Takes nodes out of a session and sends them to reclaim. */
   async releaseNodes(sessionId: number, nodeIds: readonly number[], now: number, reason: string): Promise<void> {
-    await this.leaveSession(sessionId, nodeIds, now, reason, { ...this.releasedState(), failed_by: null });
+    await this.leaveSession(sessionId, nodeIds, { at: now, reason }, { ...this.releasedState(), failed_by: null });
   }
 
   /** Takes nodes out of a session into quarantine, remembering who reported them. */
-  async quarantineNodes(sessionId: number, nodeIds: readonly number[], now: number, reason: string, failedBy: number): Promise<void> {
-    await this.leaveSession(sessionId, nodeIds, now, reason, { state: 'failed', failed_by: failedBy });
+  async quarantineNodes(
+    sessionId: number,
+    nodeIds: readonly number[],
+    now: number,
+    reason: string,
+    failedBy: number | null,
+    detail?: string | null,
+  ): Promise<void> {
+    await this.leaveSession(sessionId, nodeIds, { at: now, reason, detail }, { state: QUARANTINED, failed_by: failedBy });
+  }
+
+  /**
+   * Takes nodes a request had prepared back out of its session, untouched by anyone: they are
+   * ready again at once, their stay in the session's history undone.
+   */
+  async unassignNodes(sessionId: number, nodeIds: readonly number[], now: number, reason: string): Promise<void> {
+    await this.leaveSession(sessionId, nodeIds, { at: now, reason }, { state: sql<string>`'ready'`, failed_by: null, contextualized: 0 });
+    for (const ids of chunks(nodeIds)) {
+      await this.db.deleteFrom('session_nodes').where('session_id', '=', sessionId).where('node_id', 'in', ids).execute();
+    }
   }
 
   private async leaveSession(
     sessionId: number,
     nodeIds: readonly number[],
-    now: number,
-    reason: string,
-    to: { state: NodeState | RawBuilder<string>; used_count?: RawBuilder<number>; failed_by: number | null },
+    change: Change,
+    to: { state: RawBuilder<string>; used_count?: RawBuilder<number>; failed_by: number | null; contextualized?: number },
   ): Promise<void> {
     for (const ids of chunks(nodeIds)) {
+      const inSession = await this.db.selectFrom('nodes').select('id').where('id', 'in', ids).where('session_id', '=', sessionId).execute();
+      await this.recordNodeChanges(
+        inSession.map((n) => Number(n.id)),
+        to.state,
+        change,
+      );
+      const { at: now, reason } = change;
       await this.db
         .updateTable('nodes')
-        .set({ ...to, session_id: null, changed_at: now, reason, lease_owner: null, lease_until: null })
+        .set({ ...to, session_id: null, changed_at: now, reason, lease_owner: null, lease_until: null, hold_until: null, attempts: 0 })
         .where('id', 'in', ids)
         .where('session_id', '=', sessionId)
         .execute();
@@ -324,13 +518,37 @@ export class StoreTx {
   }
 
   /** Keeps a session's deployed nodes for debugging (legacy `/Node/fail`). */
-  async holdNodes(sessionId: number, now: number, reason: string): Promise<void> {
-    await this.db
-      .updateTable('nodes')
-      .set({ state: 'held', changed_at: now, reason })
-      .where('session_id', '=', sessionId)
-      .where('state', '=', 'deployed')
+  async holdNodes(sessionId: number, now: number, reason: string, holdUntil: number): Promise<void> {
+    const deployed = await this.db.selectFrom('nodes').select('id').where('session_id', '=', sessionId).where('state', '=', 'deployed').execute();
+    const ids = deployed.map((n) => Number(n.id));
+    if (ids.length === 0) return;
+    await this.recordNodeChanges(ids, 'held', { at: now, reason });
+    for (const chunk of chunks(ids)) {
+      await this.db.updateTable('nodes').set({ state: 'held', changed_at: now, reason, hold_until: holdUntil }).where('id', 'in', chunk).execute();
+    }
+  }
+
+  /**
+   * Ends up to `limit` holds that are over: those nodes leave their sessions for reclaim. Returns
+   * how many. Skips nodes another replica is handling, on PostgreSQL.
+   */
+  async endHolds(now: number, limit: number): Promise<number> {
+    const over = await this.db
+      .selectFrom('nodes')
+      .select(['id', 'session_id'])
+      .where('state', '=', 'held')
+      .where('hold_until', '<=', now)
+      .orderBy('hold_until')
+      .limit(limit)
+      .$if(this.dialect === 'postgres', (q) => q.forUpdate().skipLocked())
       .execute();
+    const bySession = new Map<number, number[]>();
+    for (const n of over) {
+      const sessionId = Number(n.session_id);
+      bySession.set(sessionId, [...(bySession.get(sessionId) ?? []), Number(n.id)]);
+    }
+    for (const [sessionId, ids] of bySession) await this.releaseNodes(sessionId, ids, now, 'hold ended');
+    return over.length;
   }
 
   /** The project's active sessions, newest first. */
@@ -399,6 +617,14 @@ export class StoreTx {
       .execute();
     const sessionIds = expired.map((s) => Number(s.id));
     for (const ids of chunks(sessionIds)) {
+      const change = { at: now, reason: 'session expired' };
+      await this.recordSessionChanges(ids, 'active', 'done', change);
+      const nodes = await this.db.selectFrom('nodes').select('id').where('session_id', 'in', ids).execute();
+      await this.recordNodeChanges(
+        nodes.map((n) => Number(n.id)),
+        this.releasedState().state,
+        change,
+      );
       await this.db
         .updateTable('sessions')
         .set({ state: 'done', ended_at: now, end_reason: 'expired' })
@@ -406,7 +632,7 @@ export class StoreTx {
         .execute();
       await this.db
         .updateTable('nodes')
-        .set({ ...this.releasedState(), session_id: null, changed_at: now, reason: 'session expired', failed_by: null })
+        .set({ ...this.releasedState(), session_id: null, changed_at: now, reason: 'session expired', failed_by: null, hold_until: null })
         .where('session_id', 'in', ids)
         .execute();
       await this.db
@@ -441,6 +667,7 @@ export class StoreTx {
       .select('id')
       .where('state', '=', 'reclaiming')
       .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]))
+      .where((eb) => eb.or([eb('retired', '=', 0), eb('dynamic', '=', 0)]))
       .orderBy('changed_at')
       .orderBy('id')
       .limit(limit)
@@ -473,28 +700,283 @@ export class StoreTx {
     return Number(result.numUpdatedRows) > 0;
   }
 
-  /** Records the end of a reclaim that `owner` still holds the claim for. */
-  async finishReclaim(nodeId: number, owner: string, ok: boolean, now: number, reason: string | null): Promise<boolean> {
-    const result = await this.db
+  /**
+   * Records the end of a reclaim that `owner` still holds the claim for: `ready` (used count + 1,
+   * keys gone), or `failed` with the reason. False when the claim was lost.
+   */
+  async finishReclaim(nodeId: number, owner: string, ok: boolean, change: Change): Promise<boolean> {
+    const to = ok ? 'ready' : 'failed';
+    if (!(await this.holdsClaim(nodeId, owner))) return false;
+    await this.recordNodeChanges([nodeId], to, change);
+    await this.db
       .updateTable('nodes')
       .set((eb) => ({
-        state: ok ? 'ready' : 'failed',
+        state: to,
         used_count: ok ? eb('used_count', '+', 1) : eb.ref('used_count'),
-        changed_at: now,
-        reason,
+        contextualized: ok ? 0 : eb.ref('contextualized'),
+        changed_at: change.at,
+        reason: change.reason,
         lease_owner: null,
         lease_until: null,
+        attempts: 0,
       }))
+      .where('id', '=', nodeId)
+      .execute();
+    return true;
+  }
+
+  /** Records that a node's SSH keys are off it (the rest of its reclaim may still fail). */
+  async markDecontextualized(nodeId: number): Promise<void> {
+    await this.db.updateTable('nodes').set({ contextualized: 0 }).where('id', '=', nodeId).execute();
+  }
+
+  /**
+   * Records a deprovision: the machine is gone, so the node is retired (kept, with the reason, for
+   * the history) and, being `disabled`, is never claimed or handed out again.
+   */
+  async finishDeprovision(nodeId: number, owner: string, change: Change): Promise<boolean> {
+    if (!(await this.holdsClaim(nodeId, owner))) return false;
+    await this.recordNodeChanges([nodeId], 'disabled', change);
+    await this.db
+      .updateTable('nodes')
+      .set({ state: 'disabled', retired: 1, changed_at: change.at, reason: change.reason, lease_owner: null, lease_until: null, contextualized: 0 })
+      .where('id', '=', nodeId)
+      .execute();
+    return true;
+  }
+
+  /**
+   * Records a failed deprovision: the node stays `reclaiming`, claimable again after `retryAt`
+   * (the backoff), or, when `giveUp`, is left `failed` for an operator.
+   */
+  async failDeprovision(nodeId: number, owner: string, change: Change, retryAt: number | null): Promise<boolean> {
+    if (!(await this.holdsClaim(nodeId, owner))) return false;
+    const to = retryAt === null ? 'failed' : 'reclaiming';
+    await this.recordNodeChanges([nodeId], to, change);
+    await this.db
+      .updateTable('nodes')
+      .set((eb) => ({
+        state: to,
+        attempts: retryAt === null ? 0 : eb('attempts', '+', 1),
+        failed_by: null,
+        changed_at: change.at,
+        reason: change.reason,
+        lease_owner: null,
+        lease_until: retryAt,
+      }))
+      .where('id', '=', nodeId)
+      .execute();
+    return true;
+  }
+
+  /** Whether `owner` still holds the reclaim claim on the node (locked until commit, on PostgreSQL). */
+  private async holdsClaim(nodeId: number, owner: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('nodes')
+      .select('id')
       .where('id', '=', nodeId)
       .where('state', '=', 'reclaiming')
       .where('lease_owner', '=', owner)
+      .$if(this.lockRows, (q) => q.forUpdate())
       .executeTakeFirst();
-    return Number(result.numUpdatedRows) > 0;
+    return row !== undefined;
   }
 
   /** Clears every reclaim claim: for a store only this process uses, at start. */
   async clearReclaimLeases(): Promise<void> {
     await this.db.updateTable('nodes').set({ lease_owner: null, lease_until: null }).where('state', '=', 'reclaiming').execute();
+    await this.db.deleteFrom('provisions').execute();
+  }
+
+  /** Records nodes that just came into being (from no state to `ready`). */
+  private async recordNewNodes(rows: ReadonlyArray<{ id: number; hostname: string; pool: string }>, change: Change): Promise<void> {
+    if (rows.length === 0) return;
+    await this.db
+      .insertInto('events')
+      .values(
+        rows.map((r) => ({
+          at: change.at,
+          subject: 'node',
+          node_id: Number(r.id),
+          hostname: r.hostname,
+          pool: r.pool,
+          to_state: 'ready',
+          reason: change.reason,
+          detail: change.detail ?? null,
+        })),
+      )
+      .execute();
+  }
+
+  // ---- command pools ----
+
+  /**
+   * PostgreSQL: serializes the fill decisions of one pool across replicas until commit, so two
+   * replicas never both start the provision that brings the pool to its size.
+   */
+  async lockPool(pool: string): Promise<void> {
+    if (this.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${CATALOG_LOCK}, hashtext(${pool}))`.execute(this.db);
+  }
+
+  /** A command pool's ready nodes, all its nodes, and the nodes being provisioned (live claims only). */
+  async poolCounts(pool: string, now: number): Promise<PoolCounts> {
+    const byState = await this.db
+      .selectFrom('nodes')
+      .select(['state', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('pool', '=', pool)
+      .where('retired', '=', 0)
+      .groupBy('state')
+      .execute();
+    const provisioning = await this.db
+      .selectFrom('provisions')
+      .select((eb) => eb.fn.sum<number>('count').as('n'))
+      .where('pool', '=', pool)
+      .where('lease_until', '>', now)
+      .executeTakeFirstOrThrow();
+    const inFlight = Number(provisioning.n ?? 0);
+    const existing = byState.reduce((sum, row) => sum + Number(row.n), 0);
+    const ready = Number(byState.find((row) => row.state === 'ready')?.n ?? 0);
+    return { ready, total: existing + inFlight, provisioning: inFlight };
+  }
+
+  /** Claims `count` nodes' worth of provisioning for `owner`; returns the claim's id. */
+  async startProvision(pool: string, count: number, owner: string, now: number, leaseUntil: number): Promise<number> {
+    const row = await this.db
+      .insertInto('provisions')
+      .values({ pool, count, owner, started_at: now, lease_until: leaseUntil })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return Number(row.id);
+  }
+
+  /**
+   * Adds what a provision command made as ready nodes of `pool`, and drops the claim. A hostname
+   * that an earlier, deprovisioned node of a command pool had takes over that row; one that a
+   * live node has is refused (returned, for the history and the operator).
+   */
+  async finishProvision(
+    claimId: number,
+    pool: { name: string; ver: string; arch: string; flavor: string | null },
+    made: readonly ProvisionedNode[],
+    change: Change,
+  ): Promise<{ added: string[]; refused: string[] }> {
+    await this.db.deleteFrom('provisions').where('id', '=', claimId).execute();
+    const added: Array<{ id: number; hostname: string; pool: string }> = [];
+    const refused: string[] = [];
+    for (const node of made) {
+      const values = {
+        ip: node.ip,
+        pool: pool.name,
+        ver: pool.ver,
+        arch: pool.arch,
+        flavor: pool.flavor,
+        chassis: null,
+        console_port: null,
+        ssh_port: node.sshPort,
+        data: node.data === undefined ? null : JSON.stringify(node.data),
+        state: 'ready',
+        session_id: null,
+        used_count: 0,
+        retired: 0,
+        dynamic: 1,
+        contextualized: 0,
+        attempts: 0,
+        hold_until: null,
+        failed_by: null,
+        lease_owner: null,
+        lease_until: null,
+        changed_at: change.at,
+        reason: change.reason,
+      };
+      const earlier = await this.db.selectFrom('nodes').select(['id', 'retired', 'dynamic']).where('hostname', '=', node.hostname).executeTakeFirst();
+      if (earlier && !(Number(earlier.retired) === 1 && Number(earlier.dynamic) === 1)) {
+        refused.push(node.hostname);
+        continue;
+      }
+      if (earlier) {
+        await this.db.updateTable('nodes').set(values).where('id', '=', earlier.id).execute();
+        added.push({ id: Number(earlier.id), hostname: node.hostname, pool: pool.name });
+      } else {
+        const row = await this.db
+          .insertInto('nodes')
+          .values({ ...values, hostname: node.hostname })
+          .returning(['id', 'hostname', 'pool'])
+          .executeTakeFirstOrThrow();
+        added.push(row);
+      }
+    }
+    await this.recordNewNodes(added, change);
+    return { added: added.map((n) => n.hostname), refused };
+  }
+
+  /** Drops a provision claim whose command made nothing. */
+  async dropProvision(claimId: number): Promise<void> {
+    await this.db.deleteFrom('provisions').where('id', '=', claimId).execute();
+  }
+
+  /** Sends the pool's ready nodes unchanged since `before` to be deprovisioned; returns how many. */
+  async retireStaleReady(pool: string, before: number, change: Change): Promise<number> {
+    const stale = await this.db
+      .selectFrom('nodes')
+      .select('id')
+      .where('pool', '=', pool)
+      .where('state', '=', 'ready')
+      .where('retired', '=', 0)
+      .where('changed_at', '<', before)
+      .$if(this.dialect === 'postgres', (q) => q.forUpdate().skipLocked())
+      .execute();
+    const ids = stale.map((n) => Number(n.id));
+    await this.setNodeStates(ids, 'reclaiming', change);
+    return ids.length;
+  }
+
+  // ---- operators ----
+
+  /** A node by hostname, retired ones included (locked until commit, on PostgreSQL). */
+  async nodeByHostname(hostname: string): Promise<(Node & { retired: boolean; ssid: string | null }) | undefined> {
+    const row = await this.db
+      .selectFrom('nodes')
+      .leftJoin('sessions', 'sessions.id', 'nodes.session_id')
+      .selectAll('nodes')
+      .select('sessions.ssid')
+      .where('nodes.hostname', '=', hostname)
+      .$if(this.lockRows, (q) => q.forUpdate())
+      .executeTakeFirst();
+    return row ? { ...toNode(row), retired: Number(row.retired) === 1, ssid: row.ssid } : undefined;
+  }
+
+  /** Nodes in service (not retired), optionally of one state, by id, with their session's ssid. */
+  async listNodes(state?: NodeState): Promise<InventoryRow[]> {
+    const rows = await this.db
+      .selectFrom('nodes')
+      .leftJoin('sessions', 'sessions.id', 'nodes.session_id')
+      .selectAll('nodes')
+      .select('sessions.ssid')
+      .where('nodes.retired', '=', 0)
+      .$if(state !== undefined, (q) => q.where('nodes.state', '=', state!))
+      .orderBy('nodes.id')
+      .execute();
+    return rows.map((r) => ({ ...toNode(r), ssid: r.ssid }));
+  }
+
+  /** Moves nodes that are in no session to `state`, recording why; a node bound for reclaim starts afresh. */
+  async setNodeStates(ids: readonly number[], state: NodeState, change: Change): Promise<void> {
+    if (ids.length === 0) return;
+    await this.recordNodeChanges(ids, state, change);
+    for (const chunk of chunks(ids)) {
+      await this.db
+        .updateTable('nodes')
+        .set({ state, changed_at: change.at, reason: change.reason, failed_by: null, attempts: 0, lease_owner: null, lease_until: null })
+        .where('id', 'in', chunk)
+        .execute();
+    }
+  }
+
+  /** Takes a held node out of its session to `state` (an operator's release or disable). */
+  async takeFromSession(node: Node, state: 'reclaiming' | 'disabled', change: Change): Promise<void> {
+    if (node.sessionId === null) return;
+    const to = state === 'reclaiming' ? this.releasedState() : { state: sql<string>`'disabled'` };
+    await this.leaveSession(node.sessionId, [node.id], change, { ...to, failed_by: null });
   }
 
   // ---- configuration sync ----
@@ -541,9 +1023,11 @@ export class StoreTx {
    */
   async syncNodes(nodes: readonly NodeRecord[], now: number): Promise<void> {
     await this.lockCatalog();
+    // Nodes a command pool made are not in the file: the pool, not the configuration, owns them.
     const existing = await this.db
       .selectFrom('nodes')
-      .select(['id', 'hostname', 'ip', 'pool', 'ver', 'arch', 'flavor', 'chassis', 'console_port', 'retired'])
+      .select(['id', 'hostname', 'ip', 'pool', 'ver', 'arch', 'flavor', 'chassis', 'console_port', 'ssh_port', 'retired'])
+      .where('dynamic', '=', 0)
       .execute();
     const byHostname = new Map(existing.map((n) => [n.hostname, n]));
     const added = [];
@@ -556,6 +1040,7 @@ export class StoreTx {
         flavor: n.flavor,
         chassis: n.chassis,
         console_port: n.consolePort,
+        ssh_port: n.sshPort,
         retired: 0,
       };
       const row = byHostname.get(n.hostname);
@@ -569,13 +1054,21 @@ export class StoreTx {
         row.flavor !== values.flavor ||
         row.chassis !== values.chassis ||
         (row.console_port === null ? null : Number(row.console_port)) !== values.console_port ||
+        (row.ssh_port === null ? null : Number(row.ssh_port)) !== values.ssh_port ||
         Number(row.retired) !== 0
       ) {
         await this.db.updateTable('nodes').set(values).where('id', '=', row.id).execute();
       }
     }
-    // Many rows a statement (13 values a row: far below SQLite's and PostgreSQL's bound-value limits).
-    for (let i = 0; i < added.length; i += 200) await this.db.insertInto('nodes').values(added.slice(i, i + 200)).execute();
+    // Many rows a statement (14 values a row: far below SQLite's and PostgreSQL's bound-value limits).
+    for (let i = 0; i < added.length; i += 200) {
+      const rows = await this.db
+        .insertInto('nodes')
+        .values(added.slice(i, i + 200))
+        .returning(['id', 'hostname', 'pool'])
+        .execute();
+      await this.recordNewNodes(rows, { at: now, reason: 'added by configuration' });
+    }
     const wanted = new Set(nodes.map((n) => n.hostname));
     const gone = existing.filter((n) => !wanted.has(n.hostname)).map((n) => Number(n.id));
     for (const chunk of chunks(gone)) {

@@ -1,0 +1,114 @@
+/**
+ * What operators do to nodes, through the keys of projects with `admin: true`: list them, read
+ * the event history, take a node out of service (`disable`), and return one to service (`release`
+ * a quarantined or held node, `enable` a disabled one). A node returning to service goes through
+ * reclaim first, as after any use: nobody knows what happened to it while it was out.
+ */
+import type { AdminNodeView, EventView } from '../api/types.js';
+import { CinodeError } from './errors.js';
+import { NODE_STATES, type Node, type NodeState, type Project } from './model.js';
+import type { NodeEvent, Store } from '../store/store.js';
+
+export interface AdminDeps {
+  store: Store;
+  clock: () => number;
+  /** Called after a node was sent to reclaim, so its reclaim starts at once. */
+  onRelease: () => void;
+}
+
+type Action = 'release' | 'disable' | 'enable';
+
+/** The states each action applies to, and where it sends the node. */
+const ACTIONS: Record<Action, { from: readonly NodeState[]; to: 'reclaiming' | 'disabled'; hint: string }> = {
+  release: { from: ['failed', 'held'], to: 'reclaiming', hint: 'release returns failed and held nodes to service' },
+  disable: { from: ['ready', 'failed', 'held'], to: 'disabled', hint: 'disable takes ready, failed and held nodes out of service' },
+  enable: { from: ['disabled'], to: 'reclaiming', hint: 'enable returns disabled nodes to service' },
+};
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function nodeView(node: Node & { ssid: string | null }): AdminNodeView {
+  return {
+    hostname: node.hostname,
+    ip: node.ip,
+    pool: node.pool,
+    state: node.state,
+    ssid: node.ssid,
+    ver: node.ver,
+    arch: node.arch,
+    flavor: node.flavor,
+    used_count: node.usedCount,
+    changed_at: iso(node.changedAt),
+    reason: node.reason,
+  };
+}
+
+function eventView(event: NodeEvent): EventView {
+  const { id: _id, at, ...rest } = event;
+  return { at: iso(at), ...rest };
+}
+
+export function parseNodeState(value: string): NodeState | undefined {
+  return (NODE_STATES as readonly string[]).includes(value) ? (value as NodeState) : undefined;
+}
+
+export class AdminService {
+  constructor(private readonly deps: AdminDeps) {}
+
+  /** Refuses the keys of projects that are not admin projects. */
+  authorize(project: Project): void {
+    if (!project.policy.admin) {
+      throw new CinodeError('policy', `Project ${project.name} may not make admin calls; they need the key of a project with admin: true`);
+    }
+  }
+
+  async nodes(state?: NodeState): Promise<AdminNodeView[]> {
+    return (await this.deps.store.read().listNodes(state)).map(nodeView);
+  }
+
+  /** The history of a node or a session (by ssid or alias: the events of every session of that alias). */
+  async events(filter: { hostname?: string; session?: string }, limit: number): Promise<EventView[]> {
+    const tx = this.deps.store.read();
+    if (filter.hostname !== undefined) {
+      if (!(await tx.nodeByHostname(filter.hostname))) throw this.noNode(filter.hostname);
+      return (await tx.events({ hostname: filter.hostname }, limit)).map(eventView);
+    }
+    return (await tx.events({ session: filter.session }, limit)).map(eventView);
+  }
+
+  release(hostname: string, operator: Project): Promise<AdminNodeView> {
+    return this.act('release', hostname, operator);
+  }
+
+  disable(hostname: string, operator: Project): Promise<AdminNodeView> {
+    return this.act('disable', hostname, operator);
+  }
+
+  enable(hostname: string, operator: Project): Promise<AdminNodeView> {
+    return this.act('enable', hostname, operator);
+  }
+
+  private noNode(hostname: string): CinodeError {
+    return new CinodeError('no-node', `No node ${hostname}; cinode admin nodes lists the nodes in service`);
+  }
+
+  private async act(action: Action, hostname: string, operator: Project): Promise<AdminNodeView> {
+    const { from, to, hint } = ACTIONS[action];
+    const view = await this.deps.store.transaction(async (tx) => {
+      const node = await tx.nodeByHostname(hostname);
+      if (!node || node.retired) throw this.noNode(hostname);
+      if (!from.includes(node.state)) {
+        const where = node.ssid ? ` in session ${node.ssid}` : '';
+        throw new CinodeError('wrong-state', `Node ${hostname} is ${node.state}${where}; ${hint}`);
+      }
+      const change = { at: this.deps.clock(), reason: `${action}d by an operator of project ${operator.name}` };
+      if (node.state === 'held') await tx.takeFromSession(node, to, change);
+      else await tx.setNodeStates([node.id], to, change);
+      return nodeView((await tx.nodeByHostname(hostname))!);
+    });
+    if (to === 'reclaiming') this.deps.onRelease();
+    return view;
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * The fill worker of command pools: keeps each one at its warm size by running its `provision`
+ * command. A pool is topped up to `ready-min` ready nodes (plus what callers found missing
+ * lately), never past `max-nodes` nodes in all, with at most `max-parallel` nodes being
+ * provisioned at once; ready nodes older than `max-ready-age` are sent to be deprovisioned and
+ * replaced. A provision that fails is recorded with its reason and stderr, and the pool pauses
+ * before the next try, longer after each failure in a row, instead of looping on a broken cloud.
+ */
+import type { CommandPoolSettings, Pool } from '../core/model.js';
+import type { ProvisionedNode, Store } from '../store/store.js';
+import { runCommand } from './command.js';
+import { stderrDetail } from './reclaim.js';
+
+/** The pause after the first failed provision; it doubles after each further one, up to the cap. */
+const BACKOFF_FIRST_MS = 1_000;
+const BACKOFF_MAX_MS = 5 * 60_000;
+/** How long a caller's unmet request keeps asking for nodes beyond `ready-min`. */
+const DEMAND_TTL_MS = 2 * 60_000;
+/** A claim on provisioning outlives its command by this, then stops counting (its replica died). */
+const CLAIM_GRACE_MS = 60_000;
+
+const HOSTNAME = /^[A-Za-z0-9._-]{1,253}$/;
+
+/**
+ * Reads what a provision command printed: one JSON object a line, `hostname` and `ip` required,
+ * `ssh-port` and `data` optional. Returns the nodes and a problem for each line that is not one.
+ */
+export function parseProvisionOutput(stdout: string): { nodes: ProvisionedNode[]; problems: string[] } {
+  const nodes: ProvisionedNode[] = [];
+  const problems: string[] = [];
+  stdout.split('\n').forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '') return;
+    const where = `line ${index + 1}`;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      problems.push(`${where}: not JSON (expected {"hostname": ..., "ip": ..., "data": ...})`);
+      return;
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      problems.push(`${where}: expected a JSON object with hostname and ip`);
+      return;
+    }
+    const { hostname, ip, data } = value as Record<string, unknown>;
+    const sshPort = (value as Record<string, unknown>)['ssh-port'];
+    if (typeof hostname !== 'string' || !HOSTNAME.test(hostname)) {
+      problems.push(`${where}: hostname must be a string of letters, digits, '.', '-', '_'`);
+    } else if (typeof ip !== 'string' || ip === '') {
+      problems.push(`${where}: ip must be a non-empty string (node ${hostname})`);
+    } else if (sshPort !== undefined && !(Number.isInteger(sshPort) && (sshPort as number) >= 1 && (sshPort as number) <= 65535)) {
+      problems.push(`${where}: ssh-port must be a port number (node ${hostname})`);
+    } else {
+      nodes.push({ hostname, ip, sshPort: (sshPort as number | undefined) ?? null, data: data ?? null });
+    }
+  });
+  return { nodes, problems };
+}
+
+export interface FillDeps {
+  store: Store;
+  clock: () => number;
+  pools: () => ReadonlyMap<string, Pool>;
+  owner: string;
+  onError: (error: unknown) => void;
+  /** Told after nodes were sent to deprovision (stale ready nodes), so the reclaim worker starts. */
+  onRetire: () => void;
+  onProvisioned?: (pool: string, added: string[], problem: string | null) => void;
+}
+
+interface PoolState {
+  failures: number;
+  pausedUntil: number;
+  demand: number;
+  demandUntil: number;
+  running: number;
+}
+
+export class FillWorker {
+  private readonly state = new Map<string, PoolState>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly killers = new Set<() => void>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private checking: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly deps: FillDeps) {}
+
+  /** A request found `missing` nodes too few in these pools: provision for it beyond `ready-min`. */
+  demand(pools: readonly Pool[], missing: number): void {
+    const commandPools = pools.filter((p) => p.command);
+    if (commandPools.length === 0) return;
+    // Spread over the pools that could serve it, the first ones taking the remainder.
+    commandPools.forEach((pool, i) => {
+      const share = Math.floor(missing / commandPools.length) + (i < missing % commandPools.length ? 1 : 0);
+      const state = this.stateOf(pool.name);
+      state.demand = Math.max(state.demand, share);
+      state.demandUntil = this.deps.clock() + DEMAND_TTL_MS;
+    });
+    this.kick();
+  }
+
+  /** Looks at every command pool now (at start, after allocations and releases, each reaper tick). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.checking) {
+      this.again = true;
+      return;
+    }
+    this.checking = this.checkAll()
+      .catch((error: unknown) => this.deps.onError(error))
+      .finally(() => {
+        this.checking = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  async idle(): Promise<void> {
+    while (this.checking || this.inFlight.size > 0) {
+      await this.checking;
+      await Promise.all([...this.inFlight]);
+    }
+  }
+
+  /** Stops starting provisions; running ones get `graceMs`, then are killed (their claims lapse). */
+  async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    const settled = Promise.all([this.checking, ...this.inFlight]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), graceMs);
+    });
+    if ((await Promise.race([settled, timeout])) === 'timeout') for (const kill of this.killers) kill();
+    clearTimeout(timer);
+  }
+
+  private stateOf(pool: string): PoolState {
+    let state = this.state.get(pool);
+    if (!state) {
+      state = { failures: 0, pausedUntil: 0, demand: 0, demandUntil: 0, running: 0 };
+      this.state.set(pool, state);
+    }
+    return state;
+  }
+
+  private later(delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      this.kick();
+    }, delayMs);
+    this.timers.add(timer);
+  }
+
+  private async checkAll(): Promise<void> {
+    for (const pool of this.deps.pools().values()) {
+      if (this.stopped) return;
+      if (pool.command) await this.check(pool, pool.command);
+    }
+  }
+
+  /** Retires the pool's stale ready nodes, then starts the provision that brings it to size, if any. */
+  private async check(pool: Pool, settings: CommandPoolSettings): Promise<void> {
+    const now = this.deps.clock();
+    const state = this.stateOf(pool.name);
+    if (state.demandUntil < now) state.demand = 0;
+    if (settings.maxReadyAgeMs !== null) {
+      const retired = await this.deps.store.transaction((tx) =>
+        tx.retireStaleReady(pool.name, now - settings.maxReadyAgeMs!, {
+          at: now,
+          reason: `ready for longer than max-ready-age, replaced`,
+        }),
+      );
+      if (retired > 0) this.deps.onRetire();
+    }
+    if (state.pausedUntil > now) {
+      this.later(state.pausedUntil - now);
+      return;
+    }
+    const claim = await this.deps.store.transaction(async (tx) => {
+      await tx.lockPool(pool.name);
+      const counts = await tx.poolCounts(pool.name, now);
+      const wanted = settings.readyMin + state.demand - counts.ready - counts.provisioning;
+      const room = settings.maxNodes - counts.total;
+      const count = Math.min(wanted, room, settings.maxParallel - counts.provisioning);
+      if (count <= 0) return undefined;
+      const leaseUntil = now + settings.commandTimeoutMs + CLAIM_GRACE_MS;
+      return { id: await tx.startProvision(pool.name, count, this.deps.owner, now, leaseUntil), count };
+    });
+    if (!claim) return;
+    const work = this.provision(pool, settings, claim.id, claim.count)
+      .catch((error: unknown) => this.deps.onError(error))
+      .finally(() => {
+        this.inFlight.delete(work);
+        this.kick();
+      });
+    this.inFlight.add(work);
+  }
+
+  private async provision(pool: Pool, settings: CommandPoolSettings, claimId: number, count: number): Promise<void> {
+    const state = this.stateOf(pool.name);
+    const result = await runCommand(
+      {
+        label: 'provision',
+        argv: settings.provision,
+        env: {
+          CINODE_COUNT: String(count),
+          CINODE_POOL: pool.name,
+          CINODE_VER: pool.ver,
+          CINODE_ARCH: pool.arch,
+          CINODE_FLAVOR: pool.flavor ?? '',
+        },
+        timeoutMs: settings.commandTimeoutMs,
+      },
+      this.killers,
+    );
+    // Whatever it printed is kept, even when it failed: those machines exist and cost money.
+    const { nodes, problems } = parseProvisionOutput(result.stdout);
+    const now = this.deps.clock();
+    const outcome = await this.deps.store.transaction(async (tx) => {
+      const made = await tx.finishProvision(claimId, pool, nodes, { at: now, reason: `provisioned by pool ${pool.name}` });
+      const refused = made.refused.map((h) => `${h}: another node already has this hostname`);
+      const shortBy = count - made.added.length;
+      const problem = !result.ok
+        ? result.reason
+        : problems.length > 0 || refused.length > 0
+          ? `provision printed ${made.added.length} usable node(s) of ${count} asked: ${[...problems, ...refused].join('; ')}`
+          : shortBy > 0
+            ? `provision printed ${made.added.length} node(s) of ${count} asked`
+            : null;
+      if (problem !== null) await tx.recordPoolEvent(pool.name, { at: now, reason: problem, detail: stderrDetail(result) });
+      return { added: made.added, problem };
+    });
+    this.deps.onProvisioned?.(pool.name, outcome.added, outcome.problem);
+    if (outcome.problem === null) {
+      state.failures = 0;
+      state.pausedUntil = 0;
+    } else {
+      state.failures++;
+      const pauseMs = Math.min(BACKOFF_FIRST_MS * 2 ** (state.failures - 1), BACKOFF_MAX_MS);
+      state.pausedUntil = now + pauseMs;
+    }
+  }
+}
