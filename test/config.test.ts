@@ -79,20 +79,23 @@ describe('parseConfig accepts', () => {
       reaperIntervalMs: 60_000,
       publicInventory: false,
       reclaimParallel: 8,
+      contextualize: null,
       defaults: { ver: '7', arch: 'x86_64', defaultFlavor: { aarch64: 'tiny', ppc64le: 'tiny' } },
-      projects: [{ name: 'demo', keyHash: hashKey(KEY), policy: { ...DEFAULT_POLICY, nodeQuota: 20, neverExpire: true } }],
+      projects: [{ name: 'demo', keyHash: hashKey(KEY), policy: { ...DEFAULT_POLICY, nodeQuota: 20, neverExpire: true }, sshKeys: [] }],
       pools: [
         {
           name: 'c9s-x86_64',
           ver: '9-stream',
           arch: 'x86_64',
           flavor: null,
+          mechanism: 'static',
           reclaim: ['./examples/reinstall.sh', '--quick'],
           reclaimTimeoutMs: 30 * 60_000,
           capacity: 2,
+          command: null,
           nodes: [
-            { hostname: 'n1.example.net', ip: '192.0.2.1', pool: 'c9s-x86_64', ver: '9-stream', arch: 'x86_64', flavor: null, chassis: null, consolePort: null },
-            { hostname: 'n2.example.net', ip: null, pool: 'c9s-x86_64', ver: '9-stream', arch: 'x86_64', flavor: null, chassis: 'rack-3', consolePort: 7002 },
+            { hostname: 'n1.example.net', ip: '192.0.2.1', pool: 'c9s-x86_64', ver: '9-stream', arch: 'x86_64', flavor: null, chassis: null, consolePort: null, sshPort: null },
+            { hostname: 'n2.example.net', ip: null, pool: 'c9s-x86_64', ver: '9-stream', arch: 'x86_64', flavor: null, chassis: 'rack-3', consolePort: 7002, sshPort: null },
           ],
         },
       ],
@@ -107,6 +110,7 @@ describe('parseConfig accepts', () => {
       reaperIntervalMs: 30_000,
       publicInventory: true,
       reclaimParallel: 4,
+      contextualize: null,
       defaults: { ver: '7', arch: 'x86_64', defaultFlavor: { aarch64: 'tiny', ppc64le: 'tiny' } },
       projects: [],
       pools: [],
@@ -115,8 +119,9 @@ describe('parseConfig accepts', () => {
 
   test('built-in defaults for a project and a pool that give only what is required', () => {
     const config = parseConfig(lines(...BASE), 'cinode.yaml', {});
-    expect(config.projects).toEqual([{ name: 'demo', keyHash: hashKey(KEY), policy: DEFAULT_POLICY }]);
-    expect(config.pools[0]).toMatchObject({ flavor: null, reclaim: null, reclaimTimeoutMs: 30 * 60_000, capacity: 1 });
+    expect(config.projects).toEqual([{ name: 'demo', keyHash: hashKey(KEY), policy: DEFAULT_POLICY, sshKeys: [] }]);
+    expect(config.pools[0]).toMatchObject({ flavor: null, mechanism: 'static', reclaim: null, reclaimTimeoutMs: 30 * 60_000, capacity: 1, command: null });
+    expect(config.pools[0]?.nodes[0]).toMatchObject({ ip: null, chassis: null, consolePort: null, sshPort: null });
   });
 
   test('an empty defaults mapping', () => {
@@ -150,7 +155,7 @@ describe('parseConfig accepts', () => {
     );
     expect(config.defaults.defaultFlavor).toEqual({ s390x: 'small' });
     expect(config.projects).toEqual([
-      { name: 'plain', keyHash: hashKey(KEY), policy: { ...DEFAULT_POLICY, nodeQuota: 3, rateLimit: { sessions: 10, windowMs: 3_600_000 } } },
+      { name: 'plain', keyHash: hashKey(KEY), policy: { ...DEFAULT_POLICY, nodeQuota: 3, rateLimit: { sessions: 10, windowMs: 3_600_000 } }, sshKeys: [] },
       {
         name: 'special',
         keyHash: hashKey(OTHER_KEY),
@@ -165,6 +170,7 @@ describe('parseConfig accepts', () => {
           maxCount: 10_000,
           admin: true,
         },
+        sshKeys: [],
       },
     ]);
   });
@@ -220,8 +226,8 @@ describe('parseConfig reports', () => {
     ['a bad duration', lines(...BASE, 'reaper-interval: 30 seconds'), 'cinode.yaml:9: reaper-interval: expected a duration such as 30s, 90m, 6h, 2d or 1h30m (units d, h, m, s, each at most once, in that order), got "30 seconds"'],
     ['a boolean as a string', lines(...BASE, 'public-inventory: "yes"'), 'cinode.yaml:9: public-inventory: expected true or false, got "yes"'],
     ['a rate limit of zero', lines(...BASE, 'defaults:', '  rate-limit: 0/5m'), /^cinode\.yaml:10: defaults\.rate-limit: expected N\/DURATION such as 5\/5m .*, got "0\/5m"$/],
-    ['an unknown top-level key', lines(...BASE, 'reaper-intervall: 30s'), 'cinode.yaml:9: reaper-intervall: unknown key (expected one of: listen, database, reaper-interval, public-inventory, reclaim-parallel, defaults, projects, pools)'],
-    ['an unknown key on a node', lines(...BASE, '      - {hostname: n2, console: 3}'), /^cinode\.yaml:9: pools\[0\]\.nodes\[1\]\.console: unknown key \(expected one of: hostname, ip, chassis, console-port\)$/],
+    ['an unknown top-level key', lines(...BASE, 'reaper-intervall: 30s'), 'cinode.yaml:9: reaper-intervall: unknown key (expected one of: listen, database, reaper-interval, public-inventory, reclaim-parallel, contextualize, defaults, projects, pools)'],
+    ['an unknown key on a node', lines(...BASE, '      - {hostname: n2, console: 3}'), 'cinode.yaml:9: pools[0].nodes[1].console: unknown key (expected one of: hostname, ip, chassis, console-port, ssh-port)'],
     ['ver and arch in a project', lines('projects:', `  - name: demo`, `    key: ${KEY}`, '    arch: x86_64', 'pools: []'), /^cinode\.yaml:4: projects\[0\]\.arch: unknown key/],
     ['a bad hostname', lines(...BASE, '      - {hostname: "a b"}'), `cinode.yaml:9: pools[0].nodes[1].hostname: "a b" is not a valid hostname (letters, digits, '.', '-', '_')`],
     ['a long hostname', lines(...BASE, `      - {hostname: ${'a'.repeat(254)}}`), /^cinode\.yaml:9: pools\[0\]\.nodes\[1\]\.hostname: "a+\.\.\." is too long for a hostname/],
@@ -232,7 +238,7 @@ describe('parseConfig reports', () => {
     ['nodes that are not a list', lines('projects: []', 'pools:', '  - name: p1', '    ver: 9', '    arch: x86_64', '    nodes: n1'), 'cinode.yaml:6: pools[0].nodes: expected a list, got "n1"'],
     ['an empty flavor', lines('projects: []', 'pools:', '  - {name: p1, ver: 9, arch: x86_64, flavor: "", nodes: []}'), 'cinode.yaml:3: pools[0].flavor: expected a non-empty string, got ""'],
     ['an empty reclaim argument', lines('projects: []', 'pools:', '  - name: p1', '    ver: 9', '    arch: x86_64', '    reclaim:', '      - ./reset', '      - ""', '    nodes: []'), 'cinode.yaml:8: pools[0].reclaim[1]: expected a non-empty string, got ""'],
-    ['an empty reclaim command', lines('projects: []', 'pools:', '  - {name: p1, ver: 9, arch: x86_64, reclaim: [], nodes: []}'), 'cinode.yaml:3: pools[0].reclaim: expected the command and its arguments, or null for none'],
+    ['an empty reclaim command', lines('projects: []', 'pools:', '  - {name: p1, ver: 9, arch: x86_64, reclaim: [], nodes: []}'), 'cinode.yaml:3: pools[0].reclaim: expected the command and its arguments as a list, such as [./reinstall.sh, --fast]'],
     ['a bad reclaim timeout', lines('projects: []', 'pools:', '  - {name: p1, ver: 9, arch: x86_64, reclaim-timeout: never, nodes: []}'), /^cinode\.yaml:3: pools\[0\]\.reclaim-timeout: expected a duration .*, got "never"$/],
     ['a bad default-flavor', lines(...BASE, 'defaults:', '  default-flavor: tiny'), 'cinode.yaml:10: defaults.default-flavor: expected a mapping, got "tiny"'],
     ['a project without key', lines('projects:', '  - name: demo', 'pools: []'), 'cinode.yaml:2: projects[0]: needs key or key-sha256'],

@@ -7,7 +7,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { BEGIN_MARKER, END_MARKER, installKeys, removeKeys, sshArgv, type SshSettings, type SshTarget } from '../src/pools/ssh.js';
 import { describeWithSshd, startSshd, unusedPort, type TestSshd } from './support/sshd.js';
 
@@ -60,13 +60,15 @@ describeWithSshd('contextualization over SSH', () => {
   }
 
   const authorizedKeys = (): string => readFileSync(sshd.authorizedKeysPath, 'utf8');
+  /** Another file in this server's own folder: [as the settings take it, absolute]. */
+  const besideKeys = (name: string): [string, string] => [join(dirname(sshd.authorizedKeys), name), join(dirname(sshd.authorizedKeysPath), name)];
 
   beforeAll(async () => {
     sshd = await startSshd();
     keysDir = mkdtempSync(join(tmpdir(), 'cinode-project-keys-'));
     alice = projectKey('alice', 'alice@ci');
     bob = projectKey('bob', NASTY_COMMENT);
-    settings = { user: sshd.user, privateKey: sshd.privateKey, port: 22, authorizedKeys: '.ssh/authorized_keys', knownHosts: 'ignore', timeoutMs: 10_000 };
+    settings = { user: sshd.user, privateKey: sshd.privateKey, port: 22, authorizedKeys: sshd.authorizedKeys, knownHosts: 'ignore', timeoutMs: 10_000 };
     target = { hostname: 'node-1.invalid', ip: '127.0.0.1', sshPort: sshd.port };
   });
 
@@ -124,9 +126,8 @@ describeWithSshd('contextualization over SSH', () => {
     expect(await removeKeys(settings, target)).toMatchObject({ ok: true, reason: null });
     expect(authorizedKeys()).toBe(`${sshd.operatorKeyLine}\n`);
 
-    const absent = join(sshd.home, '.ssh', 'cinode-test-absent');
-    rmSync(absent, { force: true });
-    expect(await removeKeys({ ...settings, authorizedKeys: '.ssh/cinode-test-absent' }, target)).toMatchObject({ ok: true, reason: null });
+    const [relative, absent] = besideKeys('absent');
+    expect(await removeKeys({ ...settings, authorizedKeys: relative }, target)).toMatchObject({ ok: true, reason: null });
     expect(existsSync(absent)).toBe(false);
   });
 
@@ -211,8 +212,8 @@ describeWithSshd('contextualization over SSH', () => {
     });
 
     /** A FIFO in place of the keys file: the remote grep waits on it for ever. */
-    const FIFO = '.ssh/cinode-test-hang';
-    const fifoPath = (): string => join(sshd.home, FIFO);
+    const FIFO = (): string => besideKeys('hang')[0];
+    const fifoPath = (): string => besideKeys('hang')[1];
     beforeEach(() => {
       rmSync(fifoPath(), { force: true });
       const made = spawnSync('mkfifo', [fifoPath()], { encoding: 'utf8' });
@@ -239,14 +240,14 @@ describeWithSshd('contextualization over SSH', () => {
 
     test('a remote command that hangs after login is killed at the timeout', async () => {
       const started = Date.now();
-      const result = await removeKeys({ ...settings, authorizedKeys: FIFO, timeoutMs: 1_500 }, target);
+      const result = await removeKeys({ ...settings, authorizedKeys: FIFO(), timeoutMs: 1_500 }, target);
       expect(Date.now() - started).toBeLessThan(3_500);
       expect(result).toMatchObject({ ok: false, reason: 'decontextualize timed out after 2s and was killed' });
     });
 
     test('a shutdown kills a command in flight through `running`', async () => {
       const running = new Set<() => void>();
-      const pending = removeKeys({ ...settings, authorizedKeys: FIFO }, target, running);
+      const pending = removeKeys({ ...settings, authorizedKeys: FIFO() }, target, running);
       expect(running.size).toBe(1);
       await new Promise((resolve) => setTimeout(resolve, 500));
       for (const kill of running) kill();

@@ -9,12 +9,14 @@ export const EXIT = {
   internal: { code: 1, meaning: 'an unexpected error in cinode itself', kinds: [] },
   badInput: {
     code: 2,
-    meaning: 'bad input: a usage error, a malformed parameter (bad-request), or a session that is no longer active (not-active)',
+    meaning:
+      'bad input: a usage error, a malformed parameter (bad-request), a session that is no longer active (not-active), or a hostname that names no node (admin, 404)',
     kinds: ['bad-request', 'not-active'],
   },
   auth: {
     code: 3,
-    meaning: 'refused: an invalid key (invalid-key), an unknown session (invalid-session), or policy (quota, fail-node limit, lifetime)',
+    meaning:
+      "refused: an invalid key (invalid-key), an unknown session (invalid-session), or policy (quota, fail-node limit, lifetime; admin: a key without admin: true, a node whose state does not allow the action)",
     kinds: ['invalid-key', 'invalid-session', 'policy'],
   },
   capacity: {

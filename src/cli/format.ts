@@ -2,6 +2,7 @@
  * Human output of the client commands: aligned tables and key/value blocks. `--json` bypasses
  * all of this and prints the client's result as it is.
  */
+import type { AdminNodeView, EventView } from '../client/admin.js';
 import type { InventoryRow, KeyedInventoryRow, SessionView } from '../client/index.js';
 
 const NONE = '-';
@@ -54,5 +55,41 @@ export function publicInventoryTable(rows: readonly InventoryRow[]): string {
   return table(
     ['ID', 'HOSTNAME', 'IP', 'STATE', 'USED', 'VER', 'ARCH', 'FLAVOR', 'POOL', 'SSID'],
     rows.map((r) => [r[0], r[1], r[2], r[5], r[4], r[9], r[10], r[13], r[11], r[6]]),
+  );
+}
+
+/** `admin nodes`: one node a line, the reason (free text) last. */
+export function nodeTable(nodes: readonly AdminNodeView[], state?: string): string {
+  if (nodes.length === 0) return state === undefined ? '(no nodes)\n' : `(no ${state} nodes)\n`;
+  return table(
+    ['HOSTNAME', 'POOL', 'STATE', 'SSID', 'CHANGED_AT', 'REASON'],
+    nodes.map((n) => [n.hostname, n.pool, n.state, n.ssid, n.changed_at, n.reason]),
+  );
+}
+
+/** `admin node release|disable|enable`: the node's state after the action, and why. */
+export function nodeLine(node: AdminNodeView): string {
+  return `${node.hostname}: ${node.state}${node.reason === null ? '' : ` (${node.reason})`}\n`;
+}
+
+/** What an event is about: the node, else the session, else the pool. */
+function eventSubject(event: EventView): string | null {
+  if (event.subject === 'node') return event.hostname;
+  if (event.subject === 'session') return event.ssid;
+  return event.pool === null ? null : `pool ${event.pool}`;
+}
+
+/** `admin events`: one state change a line; a command's stderr (detail) only with --json. */
+export function eventTable(events: readonly EventView[]): string {
+  if (events.length === 0) return '(no events)\n';
+  return table(
+    ['TIME', 'SUBJECT', 'CHANGE', 'PROJECT/ALIAS', 'REASON'],
+    events.map((e) => [
+      e.at,
+      eventSubject(e),
+      e.from === null && e.to === null ? null : `${cell(e.from)} -> ${cell(e.to)}`,
+      e.project === null ? e.alias : `${e.project}${e.alias === null ? '' : `/${e.alias}`}`,
+      e.reason,
+    ]),
   );
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
- * The `cinode` command: `serve` for operators; the client commands for pipelines
- * (client-commands.ts) beside it.
+ * The `cinode` command: `serve` and `admin` (admin-commands.ts) for operators; the client
+ * commands for pipelines (client-commands.ts) beside them.
  */
+import { addAdminCommands } from './admin-commands.js';
 import { createProgram, processDeps, runCli } from './client-commands.js';
 
 const deps = processDeps();
 const program = createProgram(deps);
+addAdminCommands(program, deps);
 
 program
   .command('serve')

@@ -66,8 +66,8 @@ export type CallPath = (typeof CALL)[keyof typeof CALL];
 
 type QueryValue = string | number | readonly string[] | undefined;
 
-interface CallSpec<T> {
-  path: CallPath;
+export interface CallSpec<T> {
+  path: string;
   query?: Record<string, QueryValue>;
   /** Send the key (false only for the unkeyed `/Inventory`). */
   keyed?: boolean;
@@ -333,7 +333,7 @@ export class CinodeClient {
     return headers;
   }
 
-  private call<T>(spec: CallSpec<T>): Promise<T> {
+  protected call<T>(spec: CallSpec<T>): Promise<T> {
     const url = this.urlFor(spec);
     const headers = this.headersFor(spec);
     return withRetry(

@@ -282,11 +282,13 @@ export function parseConfig(text: string, sourceName: string, env: Record<string
 
   const pools: PoolConfig[] = [];
   for (const { value, path, fields } of rawPools) {
-    const pool = problems.check(poolSchema, value, path);
-    if (!pool) continue;
-    const mechanismProblems = checkMechanism(pool.mechanism, fields);
+    // Checked on the settings as written, so that a pool with other problems has these told too;
+    // a pool that is not a mapping is told only that.
+    const rawMechanism = asRecord(value) ? (fields.mechanism ?? 'static') : undefined;
+    const mechanismProblems = rawMechanism === 'static' || rawMechanism === 'command' ? checkMechanism(rawMechanism, fields) : [];
     for (const { key, message } of mechanismProblems) problems.at([...path, key], message);
-    if (mechanismProblems.length > 0) continue;
+    const pool = problems.check(poolSchema, value, path);
+    if (!pool || mechanismProblems.length > 0) continue;
     const { name, ver, arch, flavor, mechanism } = pool;
     const nodes = pool.nodes.map(
       (n): NodeRecord => ({

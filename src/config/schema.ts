@@ -167,9 +167,27 @@ export const defaultsSchema = strictObject({
   ...policy,
 });
 
-/** One line of an authorized_keys file: `TYPE BASE64 [COMMENT]`, as `ssh-keygen` writes a public key. */
+/** The key type a public key blob names first (an SSH string: 4-byte length, then the text); undefined if none. */
+function blobKeyType(base64: string): string | undefined {
+  const blob = Buffer.from(base64, 'base64');
+  if (blob.length < 4) return undefined;
+  const end = 4 + blob.readUInt32BE(0);
+  return end <= blob.length ? blob.toString('latin1', 4, end) : undefined;
+}
+
+/**
+ * One line of an authorized_keys file: `TYPE BASE64 [COMMENT]`, as `ssh-keygen` writes a public
+ * key. The blob starts with the type again: checking it catches a mangled or wrong paste here,
+ * rather than as a project that cannot log in to its nodes. No line break or NUL anywhere: a key
+ * must never add lines of its own to authorized_keys.
+ */
 const sshPublicKey = expecting('an OpenSSH public key such as "ssh-ed25519 AAAA... user@host" (one line)', (v) =>
-  ifString(v, (s) => (/^(?:ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[A-Za-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}(?: [^\r\n]*)?$/.test(s) ? s : undefined)),
+  ifString(v, (s) => {
+    const match = /^((?:ssh|ecdsa-sha2|sk)-[A-Za-z0-9@.-]+) ([A-Za-z0-9+/]+={0,2})(?: [^\0\r\n]*)?$/.exec(s);
+    if (!match) return undefined;
+    const [, type, base64 = ''] = match;
+    return base64.length % 4 === 0 && blobKeyType(base64) === type ? s : undefined;
+  }),
 );
 
 export const projectSchema = strictObject({

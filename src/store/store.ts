@@ -815,7 +815,7 @@ export class StoreTx {
    * replicas never both start the provision that brings the pool to its size.
    */
   async lockPool(pool: string): Promise<void> {
-    if (this.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${CATALOG_LOCK}, hashtext(${pool}))`.execute(this.db);
+    if (this.dialect === 'postgres') await sql`select pg_advisory_xact_lock(hashtextextended(${`cinode pool ${pool}`}, 0))`.execute(this.db);
   }
 
   /** A command pool's ready nodes, all its nodes, and the nodes being provisioned (live claims only). */

@@ -25,14 +25,24 @@ export interface PoolSpec {
   reclaimTimeout?: string;
   /** Hostname prefix; defaults to the pool name. */
   prefix?: string;
+  /** `command`: no `nodes:` list is written; give its settings in `settings`. */
+  mechanism?: 'static' | 'command';
+  /** More settings of the pool (provision, max-nodes...), written as YAML flow values. */
+  settings?: Record<string, YamlValue>;
+  /** The nodes as written, instead of `nodes` generated ones (for ip and ssh-port). */
+  nodeList?: Array<Record<string, YamlValue>>;
 }
+
+type YamlValue = string | number | boolean | null | readonly YamlValue[];
 
 export interface ConfigSpec {
   pools?: PoolSpec[];
   /** Extra YAML lines for `defaults:` (indented by the helper). */
   defaults?: Record<string, string | number>;
   /** Extra project settings by project name. */
-  projects?: Partial<Record<keyof typeof KEYS, Record<string, string | number | boolean>>>;
+  projects?: Partial<Record<keyof typeof KEYS, Record<string, YamlValue>>>;
+  /** Top-level lines written as they are, before `defaults:` (a `contextualize:` section...). */
+  topYaml?: string[];
   reaperInterval?: string;
   publicInventory?: boolean;
   reclaimParallel?: number;
@@ -44,8 +54,9 @@ export const DEFAULT_POOLS: PoolSpec[] = [
   { name: 'arm', ver: '9-stream', arch: 'aarch64', flavor: 'tiny', nodes: 2 },
 ];
 
-function yamlValue(value: string | number | boolean): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+/** JSON is YAML: strings, lists and null are written as JSON, numbers and booleans plainly. */
+function yamlValue(value: YamlValue): string {
+  return typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
 }
 
 export function hostnameOf(pool: PoolSpec, index: number): string {
@@ -61,6 +72,7 @@ export function configYaml(dir: string, spec: ConfigSpec = {}): string {
     `reaper-interval: ${spec.reaperInterval ?? '1s'}`,
     `public-inventory: ${spec.publicInventory ?? true}`,
     `reclaim-parallel: ${spec.reclaimParallel ?? 4}`,
+    ...(spec.topYaml ?? []),
     'defaults:',
     ...Object.entries(spec.defaults ?? {}).map(([k, v]) => `  ${k}: ${yamlValue(v)}`),
     'projects:',
@@ -80,7 +92,14 @@ export function configYaml(dir: string, spec: ConfigSpec = {}): string {
     );
     if (pool.reclaim) lines.push(`    reclaim: ${JSON.stringify(pool.reclaim)}`);
     if (pool.reclaimTimeout) lines.push(`    reclaim-timeout: ${pool.reclaimTimeout}`);
+    if (pool.mechanism) lines.push(`    mechanism: ${pool.mechanism}`);
+    for (const [k, v] of Object.entries(pool.settings ?? {})) lines.push(`    ${k}: ${yamlValue(v)}`);
+    if (pool.mechanism === 'command') continue;
     lines.push('    nodes:');
+    if (pool.nodeList) {
+      for (const node of pool.nodeList) lines.push(`      - {${Object.entries(node).map(([k, v]) => `${k}: ${yamlValue(v)}`).join(', ')}}`);
+      continue;
+    }
     for (let i = 0; i < pool.nodes; i++) {
       lines.push(`      - {hostname: ${hostnameOf(pool, i)}, ip: 192.0.2.${(i % 250) + 1}}`);
     }

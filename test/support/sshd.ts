@@ -2,14 +2,15 @@
  * Test support: a real OpenSSH server on 127.0.0.1, for contextualization tests that log in the
  * way cinode logs in to a node. A local test user stands in for the node's root (default
  * `cinode-node`, or CINODE_TEST_SSH_USER); it is created when missing, which needs root, as the
- * tests run here and in CI. Its ~/.ssh/authorized_keys is overwritten at each start with the
- * "operator" key the tests log in with.
+ * tests run here and in CI. Each server has its own authorized_keys file in a fresh folder of the
+ * user's home, holding the "operator" key the tests log in with: jest runs test files in parallel,
+ * and servers sharing one file would take each other's keys away.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 const SSHD = '/usr/sbin/sshd';
 const DEFAULT_USER = 'cinode-node';
@@ -51,6 +52,9 @@ export interface TestSshd {
   home: string;
   /** The "operator" key that logs in as `user`. */
   privateKey: string;
+  /** This server's authorized_keys, relative to `home`, as cinode's `authorized-keys` setting takes it. */
+  authorizedKeys: string;
+  /** The same file as an absolute path, for the tests to read. */
   authorizedKeysPath: string;
   /** The public key line of `privateKey`, as written to authorized_keys. */
   operatorKeyLine: string;
@@ -135,12 +139,18 @@ function stopProcess(child: ChildProcess): Promise<void> {
 /** Starts sshd on 127.0.0.1 with a fresh host key and operator key; resolves once a login works. */
 export async function startSshd(options: { user?: string } = {}): Promise<TestSshd> {
   const user = options.user ?? process.env.CINODE_TEST_SSH_USER ?? DEFAULT_USER;
-  // The test overwrites the user's authorized_keys: never root's.
-  if (user === 'root') throw new Error('the test sshd user must not be root: its authorized_keys is overwritten');
+  // Tests write into the user's home and log in as the user: never as the real root.
+  if (user === 'root') throw new Error('the test sshd user must not be root: the tests write into its home');
   if (!sshdAvailable()) throw new Error(`no test sshd: ${INSTALL_HINT}`);
   const { uid, gid, home } = ensureUser(user);
 
   const dir = mkdtempSync(join(tmpdir(), 'cinode-sshd-'));
+  // Private to the user, as ~/.ssh would be; the remote script writes its new file next to the old one.
+  const keysDir = mkdtempSync(join(home, '.cinode-sshd-'));
+  const removeDirs = () => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(keysDir, { recursive: true, force: true });
+  };
   try {
     const hostKey = join(dir, 'host_ed25519');
     const privateKey = join(dir, 'operator_ed25519');
@@ -149,10 +159,10 @@ export async function startSshd(options: { user?: string } = {}): Promise<TestSs
     const operatorKeyLine = readFileSync(`${privateKey}.pub`, 'utf8').trim();
     const hostPublic = readFileSync(`${hostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
 
-    const sshDir = join(home, '.ssh');
-    const authorizedKeysPath = join(sshDir, 'authorized_keys');
-    mkdirSync(sshDir, { recursive: true, mode: 0o700 });
-    chownSync(sshDir, uid, gid);
+    const authorizedKeys = `${basename(keysDir)}/authorized_keys`;
+    const authorizedKeysPath = join(keysDir, 'authorized_keys');
+    chmodSync(keysDir, 0o700);
+    chownSync(keysDir, uid, gid);
     writeFileSync(authorizedKeysPath, `${operatorKeyLine}\n`, { mode: 0o600 });
     chownSync(authorizedKeysPath, uid, gid);
 
@@ -166,7 +176,7 @@ export async function startSshd(options: { user?: string } = {}): Promise<TestSs
       const knownHosts = join(dir, 'known_hosts');
       writeFileSync(knownHosts, `${hostKeyLine}\n`);
       const config = join(dir, 'sshd_config');
-      writeFileSync(config, sshdConfig(dir, port, hostKey, user, penaltiesSupported(dir)));
+      writeFileSync(config, sshdConfig({ dir, port, hostKey, user, authorizedKeys, noPenalties: penaltiesSupported(dir) }));
 
       const child = spawn(SSHD, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
       let log = '';
@@ -176,13 +186,13 @@ export async function startSshd(options: { user?: string } = {}): Promise<TestSs
       child.on('error', (error) => (log += `\n${error.message}`));
       const stop = async () => {
         await stopProcess(child);
-        rmSync(dir, { recursive: true, force: true });
+        removeDirs();
       };
 
       const deadline = Date.now() + START_TIMEOUT_MS;
       while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
         if (await canLogIn(port, user, privateKey, knownHosts)) {
-          return { port, user, home, privateKey, authorizedKeysPath, operatorKeyLine, hostKeyLine, stop };
+          return { port, user, home, privateKey, authorizedKeys, authorizedKeysPath, operatorKeyLine, hostKeyLine, stop };
         }
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
@@ -191,7 +201,7 @@ export async function startSshd(options: { user?: string } = {}): Promise<TestSs
     }
     throw new Error(`the test sshd did not start after ${START_ATTEMPTS} attempts (user ${user}); last: ${lastError}`);
   } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
+    removeDirs();
     throw error;
   }
 }
@@ -212,7 +222,17 @@ function penaltiesSupported(dir: string): boolean {
   return penalties;
 }
 
-function sshdConfig(dir: string, port: number, hostKey: string, user: string, noPenalties: boolean): string {
+interface SshdOptions {
+  dir: string;
+  port: number;
+  hostKey: string;
+  user: string;
+  /** Relative to the user's home. */
+  authorizedKeys: string;
+  noPenalties: boolean;
+}
+
+function sshdConfig({ dir, port, hostKey, user, authorizedKeys, noPenalties }: SshdOptions): string {
   return [
     'ListenAddress 127.0.0.1',
     `Port ${port}`,
@@ -224,7 +244,7 @@ function sshdConfig(dir: string, port: number, hostKey: string, user: string, no
     'PasswordAuthentication no',
     'KbdInteractiveAuthentication no',
     'UsePAM no',
-    'AuthorizedKeysFile .ssh/authorized_keys',
+    `AuthorizedKeysFile ${authorizedKeys}`,
     // The test user's home may be looser than sshd wants (a container's defaults).
     'StrictModes no',
     'UseDNS no',

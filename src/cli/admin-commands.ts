@@ -1,0 +1,124 @@
+/**
+ * The `cinode admin` commands for operators: list the nodes, read their history, take a node out
+ * of service and return it. They use the key of a project with `admin: true`, given as for every
+ * client command (CINODE_URL/CINODE_KEY or --url/--key); failures go through runCli like theirs.
+ */
+import { Command, Option } from 'commander';
+import { AdminClient, type AdminNodeView, type NodeAction } from '../client/admin.js';
+import { redactKey, type CinodeClientOptions, type RetryInfo } from '../client/index.js';
+import { DURATION_HELP, parseDuration } from '../core/duration.js';
+import { NODE_STATES } from '../core/model.js';
+import { ENV, UsageError, type CliDeps } from './client-commands.js';
+import { eventTable, nodeLine, nodeTable } from './format.js';
+
+/** What the commands need of the admin client (AdminClient, or a fake in tests). */
+export type AdminApi = Pick<AdminClient, 'nodes' | 'events' | 'act'>;
+
+interface GlobalOptions {
+  url?: string;
+  key?: string;
+  keyInQuery?: boolean;
+  timeout?: string;
+  json?: boolean;
+}
+
+const ACTIONS: ReadonlyArray<[NodeAction, string]> = [
+  ['release', 'return a failed or held node to service: it is reclaimed, then ready'],
+  ['disable', 'take a ready, failed or held node out of service until enabled'],
+  ['enable', 'return a disabled node to service: it is reclaimed, then ready'],
+];
+
+/**
+ * Adds `admin nodes`, `admin node release|disable|enable` and `admin events` to the program.
+ * `createAdmin` makes the client from the same options as the other commands' client.
+ */
+export function addAdminCommands(
+  program: Command,
+  deps: CliDeps,
+  createAdmin: (options: CinodeClientOptions) => AdminApi = (options) => new AdminClient(options),
+): void {
+  /** Runs one command: a client from the global options, the call, its output (the API body with --json). */
+  const action =
+    (run: (client: AdminApi, command: Command) => Promise<{ json: unknown; human: string }>) =>
+    async (...args: unknown[]): Promise<void> => {
+      // commander passes the command itself last.
+      const command = args[args.length - 1] as Command;
+      const globals = command.optsWithGlobals<GlobalOptions>();
+      let client: AdminApi;
+      try {
+        client = createAdmin(clientOptions(globals, deps));
+      } catch (error) {
+        if (error instanceof UsageError) throw error;
+        // The client refuses a malformed URL before sending anything.
+        throw new UsageError(error instanceof Error ? error.message : String(error));
+      }
+      const output = await run(client, command);
+      deps.stdout(globals.json ? `${JSON.stringify(output.json, null, 2)}\n` : output.human);
+    };
+
+  const admin = program
+    .command('admin')
+    .description('operators: list nodes, read their history, take nodes out of service and back (the key of a project with admin: true)');
+
+  admin
+    .command('nodes')
+    .description('list the nodes in service: hostname, pool, state, session, when and why it last changed')
+    .addOption(new Option('--state <state>', 'only the nodes in this state').choices(NODE_STATES))
+    .action(
+      action(async (client, command) => {
+        const { state } = command.opts<{ state?: string }>();
+        const nodes = await client.nodes(state);
+        return { json: nodes, human: nodeTable(nodes, state) };
+      }),
+    );
+
+  const node = admin.command('node').description('take a node out of service (disable) or return it (release, enable)');
+  for (const [name, description] of ACTIONS) {
+    node
+      .command(name)
+      .description(`${description}; prints its new state`)
+      .argument('<hostname>', "the node's hostname")
+      .action(
+        action(async (client, command) => {
+          const [hostname] = command.processedArgs as string[];
+          const view: AdminNodeView = await client.act(name, hostname!);
+          return { json: view, human: nodeLine(view) };
+        }),
+      );
+  }
+
+  admin
+    .command('events')
+    .description("the latest state changes, oldest first: of a node (--node), a session (--session), or all")
+    .addOption(new Option('--node <hostname>', "this node's history").conflicts('session'))
+    .option('--session <ssid>', "this session's history and its nodes' (ssid, or alias: every session of that alias)")
+    .option('--limit <n>', 'how many of the latest events (server default 100)')
+    .action(
+      action(async (client, command) => {
+        const opts = command.opts<{ node?: string; session?: string; limit?: string }>();
+        const events = await client.events({ hostname: opts.node, session: opts.session, limit: parseLimit(opts.limit) });
+        return { json: events, human: eventTable(events) };
+      }),
+    );
+}
+
+/** A whole number, or a usage error; the server checks the range (and says what it accepts). */
+function parseLimit(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d{1,9}$/.test(text)) throw new UsageError(`--limit: ${JSON.stringify(text)} is not a whole number; give how many events, e.g. --limit 20`);
+  return Number(text);
+}
+
+/** The client's options from the global options and the environment, as for the other client commands. */
+function clientOptions(globals: GlobalOptions, deps: CliDeps): CinodeClientOptions {
+  const url = globals.url ?? deps.env[ENV.url];
+  if (url === undefined || url === '') throw new UsageError(`no API URL: give --url or set ${ENV.url}`);
+  const key = globals.key ?? deps.env[ENV.key] ?? '';
+  if (key === '') throw new UsageError(`no API key: set ${ENV.key} (or give --key) to the key of a project with admin: true`);
+  const timeoutText = globals.timeout ?? '5m';
+  const timeoutMs = parseDuration(timeoutText);
+  if (timeoutMs === undefined) throw new UsageError(`--timeout: ${JSON.stringify(timeoutText)} is not ${DURATION_HELP}`);
+  const onRetry = ({ error, waitMs, attempt }: RetryInfo) =>
+    deps.stderr(`cinode: ${redactKey(error.message, key)} (${error.kind}); retrying in ${(waitMs / 1000).toFixed(1)}s (attempt ${attempt} failed)\n`);
+  return { url, key, keyInQuery: globals.keyInQuery === true, timeoutMs, userAgent: 'cinode-cli', onRetry };
+}
