@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, parseConfig } from '../src/config/config.js';
 import { hashKey } from '../src/core/catalog.js';
 
@@ -58,6 +59,46 @@ const BASE = [
   '    nodes:',
   '      - {hostname: n1}',
 ];
+
+/** A command pool with only what is required, at lines 3-9; a test appends settings from line 10 on. */
+const COMMAND_POOL = [
+  'projects: []',
+  'pools:',
+  '  - name: cloud',
+  '    mechanism: command',
+  '    ver: 9-stream',
+  '    arch: aarch64',
+  '    provision: [./cloud-create.sh]',
+  '    deprovision: [./cloud-delete.sh]',
+  '    max-nodes: 4',
+];
+
+/** COMMAND_POOL with `key` set to `value` in its place, or left out (null). */
+function commandPool(key: string, value: string | null): string[] {
+  return COMMAND_POOL.flatMap((line) => (line.startsWith(`    ${key}:`) ? (value === null ? [] : [`    ${key}: ${value}`]) : [line]));
+}
+
+/** Public keys as ssh-keygen writes them (the sk- one as it would for a security key). */
+const SSH_KEYS = {
+  ed25519: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG96XVvILuoX6QoTiFjB9F9koWDeShl1aPw7mHFSmkTo ci@demo',
+  rsa:
+    'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC1RxOioP/4Uxuy4IR3wkUohc4IB/2G7IvL1vNod1ue0MDkEGg37FdyinLpeZdaDEFRvTmwR45UV8owxfmIzyGc0YLM2o4vUbqdMzn1AIjJc18dtmrtW0fE7VHNAku+dk/RgbWO1rYp/h371zD4g0jPFD+3kgI7jsmpnpp1aD/9pQ== ci@demo',
+  ecdsa:
+    'ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBFxmwYbtqXKGmndfskaWfq4zpUqrTAhST0w28d5yUymd2quGweQA3BptSNfKwHXa21XX0q6hL+Rzjf7snUUZLfM= build bot (ecdsa)',
+  sk: 'sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIIE0D0ZA/ys9LZlOoD55BZIfI5y2B4D2aK1gaisVa4KuAAAABHNzaDo= yubikey@demo',
+};
+
+/** A contextualize section with only what is required. */
+const CONTEXTUALIZE = ['contextualize:', '  private-key: /etc/cinode/id_ed25519'];
+
+/** A project with `keys` as its ssh-keys at line 2, and a contextualize section. */
+const withSshKeys = (...keys: string[]): string =>
+  lines('projects:', `  - {name: demo, key: ${KEY}, ssh-keys: ${JSON.stringify(keys)}}`, 'pools: []', ...CONTEXTUALIZE);
+
+const NOT_A_KEY = 'expected an OpenSSH public key such as "ssh-ed25519 AAAA... user@host" (one line), got';
+
+/** A long value as messages quote it: its first 57 characters, then "...". */
+const quotedLong = (value: string): string => JSON.stringify(`${value.slice(0, 57)}...`);
 
 const DEFAULT_POLICY = {
   nodeQuota: 10,
@@ -212,6 +253,188 @@ describe('parseConfig accepts', () => {
   test('an IPv6 listen address in brackets', () => {
     expect(parseConfig(lines(...BASE, 'listen: "[::1]:0"'), 'cinode.yaml', {}).listen).toEqual({ host: '::1', port: 0 });
   });
+
+  test('a command pool with all its settings', () => {
+    const config = parseConfig(
+      lines(
+        'projects: []',
+        'pools:',
+        '  - name: cloud',
+        '    mechanism: command',
+        '    ver: 9-stream',
+        '    arch: aarch64',
+        '    flavor: small',
+        '    provision: [./cloud-create.sh, --image, c9s]',
+        '    deprovision: [./cloud-delete.sh]',
+        '    command-timeout: 10m',
+        '    ready-min: 2',
+        '    max-nodes: 8',
+        '    max-parallel: 3',
+        '    max-ready-age: 1d',
+      ),
+      'cinode.yaml',
+      {},
+    );
+    expect(config.pools).toEqual([
+      {
+        name: 'cloud',
+        ver: '9-stream',
+        arch: 'aarch64',
+        flavor: 'small',
+        mechanism: 'command',
+        reclaim: null,
+        reclaimTimeoutMs: 30 * 60_000,
+        capacity: 8,
+        command: {
+          provision: ['./cloud-create.sh', '--image', 'c9s'],
+          deprovision: ['./cloud-delete.sh'],
+          commandTimeoutMs: 10 * 60_000,
+          readyMin: 2,
+          maxNodes: 8,
+          maxParallel: 3,
+          maxReadyAgeMs: 86_400_000,
+        },
+        nodes: [],
+      },
+    ]);
+  });
+
+  test('built-in defaults for a command pool that gives only what is required', () => {
+    const [pool] = parseConfig(lines(...COMMAND_POOL), 'cinode.yaml', {}).pools;
+    expect(pool).toMatchObject({ mechanism: 'command', reclaim: null, capacity: 4, nodes: [] });
+    expect(pool?.command).toEqual({
+      provision: ['./cloud-create.sh'],
+      deprovision: ['./cloud-delete.sh'],
+      commandTimeoutMs: 15 * 60_000,
+      readyMin: 0,
+      maxNodes: 4,
+      maxParallel: 1,
+      maxReadyAgeMs: null,
+    });
+  });
+
+  test('a contextualize section with all its settings', () => {
+    const config = parseConfig(
+      lines(
+        ...BASE,
+        'contextualize:',
+        '  user: cinode',
+        '  private-key: /etc/cinode/id_ed25519',
+        '  port: 2222',
+        '  authorized-keys: /etc/ssh/keys/cinode',
+        '  known-hosts: /etc/cinode/known_hosts',
+        '  timeout: 1m30s',
+      ),
+      'cinode.yaml',
+      {},
+    );
+    expect(config.contextualize).toEqual({
+      user: 'cinode',
+      privateKey: '/etc/cinode/id_ed25519',
+      port: 2222,
+      authorizedKeys: '/etc/ssh/keys/cinode',
+      knownHosts: '/etc/cinode/known_hosts',
+      timeoutMs: 90_000,
+    });
+  });
+
+  test('built-in defaults for a contextualize section that gives only the private key', () => {
+    expect(parseConfig(lines(...BASE, ...CONTEXTUALIZE), 'cinode.yaml', {}).contextualize).toEqual({
+      user: 'root',
+      privateKey: '/etc/cinode/id_ed25519',
+      port: 22,
+      authorizedKeys: '.ssh/authorized_keys',
+      knownHosts: 'ignore',
+      timeoutMs: 30_000,
+    });
+  });
+
+  test('an empty contextualize section as none', () => {
+    expect(parseConfig(lines(...BASE, 'contextualize:'), 'cinode.yaml', {}).contextualize).toBeNull();
+  });
+
+  test('OpenSSH public keys of each kind, with or without a comment', () => {
+    const keys = [...Object.values(SSH_KEYS), SSH_KEYS.ed25519.replace(' ci@demo', '')];
+    expect(parseConfig(withSshKeys(...keys), 'cinode.yaml', ENV).projects[0]?.sshKeys).toEqual(keys);
+  });
+
+  test('an empty ssh-keys list without a contextualize section', () => {
+    const config = parseConfig(lines('projects:', `  - {name: demo, key: ${KEY}, ssh-keys: []}`, 'pools: []'), 'cinode.yaml', {});
+    expect(config.projects[0]?.sshKeys).toEqual([]);
+  });
+
+  test('an ssh-port on a node', () => {
+    const config = parseConfig(lines(...BASE, '      - {hostname: n2, ip: 192.0.2.2, ssh-port: 2222}'), 'cinode.yaml', {});
+    expect(config.pools[0]?.nodes.map((n) => n.sshPort)).toEqual([null, 2222]);
+  });
+
+  test('the example of issue 5 ("Configuration names")', () => {
+    const config = parseConfig(
+      lines(
+        'contextualize:                  # leave out to hand nodes over untouched',
+        '  user: root',
+        '  private-key: /etc/cinode/id_ed25519',
+        '  port: 22                      # a node may override it with ssh-port',
+        "  authorized-keys: .ssh/authorized_keys   # relative to the login user's home",
+        '  known-hosts: ignore           # or a known_hosts file to check against',
+        '  timeout: 30s',
+        'projects:',
+        `  - {name: demo, key: "\${CINODE_DEMO_KEY}", ssh-keys: ["${SSH_KEYS.ed25519}"]}`,
+        'pools:',
+        '  - {name: lab, mechanism: static, ver: 9-stream, arch: x86_64, reclaim: [./reinstall.sh],',
+        '     nodes: [{hostname: n1.lab.example, ip: 192.0.2.10, ssh-port: 22}]}',
+        '  - {name: cloud, mechanism: command, ver: 9-stream, arch: aarch64, flavor: small,',
+        '     provision: [./cloud-create.sh], deprovision: [./cloud-delete.sh], command-timeout: 15m,',
+        '     ready-min: 5, max-nodes: 20, max-parallel: 2, max-ready-age: 24h}',
+      ),
+      'cinode.yaml',
+      ENV,
+    );
+    expect(config.contextualize).toEqual({
+      user: 'root',
+      privateKey: '/etc/cinode/id_ed25519',
+      port: 22,
+      authorizedKeys: '.ssh/authorized_keys',
+      knownHosts: 'ignore',
+      timeoutMs: 30_000,
+    });
+    expect(config.projects).toEqual([{ name: 'demo', keyHash: hashKey(KEY), policy: DEFAULT_POLICY, sshKeys: [SSH_KEYS.ed25519] }]);
+    const common = { ver: '9-stream', reclaimTimeoutMs: 30 * 60_000 };
+    expect(config.pools).toEqual([
+      {
+        ...common,
+        name: 'lab',
+        arch: 'x86_64',
+        flavor: null,
+        mechanism: 'static',
+        reclaim: ['./reinstall.sh'],
+        capacity: 1,
+        command: null,
+        nodes: [
+          { hostname: 'n1.lab.example', ip: '192.0.2.10', pool: 'lab', ver: '9-stream', arch: 'x86_64', flavor: null, chassis: null, consolePort: null, sshPort: 22 },
+        ],
+      },
+      {
+        ...common,
+        name: 'cloud',
+        arch: 'aarch64',
+        flavor: 'small',
+        mechanism: 'command',
+        reclaim: null,
+        capacity: 20,
+        command: {
+          provision: ['./cloud-create.sh'],
+          deprovision: ['./cloud-delete.sh'],
+          commandTimeoutMs: 15 * 60_000,
+          readyMin: 5,
+          maxNodes: 20,
+          maxParallel: 2,
+          maxReadyAgeMs: 24 * 3_600_000,
+        },
+        nodes: [],
+      },
+    ]);
+  });
 });
 
 describe('parseConfig reports', () => {
@@ -255,6 +478,40 @@ describe('parseConfig reports', () => {
     ['a document that is not a mapping', lines('- projects'), 'cinode.yaml:1: expected a mapping, got a list'],
     ['an unset variable', lines(...BASE, 'database: "sqlite:${DATA_DIR}/c.db"'), 'cinode.yaml:9: database: environment variable DATA_DIR is not set'],
     ['a stray ${', lines(...BASE, 'database: "sqlite:${DATA_DIR/c.db"'), 'cinode.yaml:9: database: a "${" must start a reference such as ${NAME} (write "$${" for a literal "${")'],
+    ['a bad ssh port on a node', lines(...BASE, '      - {hostname: n2, ssh-port: 65536}'), 'cinode.yaml:9: pools[0].nodes[1].ssh-port: expected a whole number from 1 to 65535, got 65536'],
+    // Pool mechanisms: COMMAND_POOL takes lines 1-9.
+    ['an unknown mechanism', lines(...commandPool('mechanism', 'cloud')), 'cinode.yaml:4: pools[0].mechanism: expected static or command, got "cloud"'],
+    ['a command pool without provision', lines(...commandPool('provision', null)), 'cinode.yaml:3: pools[0].provision: is required for mechanism: command'],
+    ['a command pool without deprovision', lines(...commandPool('deprovision', null)), 'cinode.yaml:3: pools[0].deprovision: is required for mechanism: command'],
+    ['a command pool without max-nodes', lines(...commandPool('max-nodes', null)), 'cinode.yaml:3: pools[0].max-nodes: is required for mechanism: command'],
+    ['nodes in a command pool', lines(...COMMAND_POOL, '    nodes: [{hostname: n1}]'), 'cinode.yaml:10: pools[0].nodes: is only for mechanism: static (this pool is command)'],
+    ['reclaim in a command pool', lines(...COMMAND_POOL, '    reclaim: [./reinstall.sh]'), 'cinode.yaml:10: pools[0].reclaim: is only for mechanism: static (this pool is command)'],
+    ['reclaim-timeout in a command pool', lines(...COMMAND_POOL, '    reclaim-timeout: 1h'), 'cinode.yaml:10: pools[0].reclaim-timeout: is only for mechanism: static (this pool is command)'],
+    ['provision in a static pool', lines(...BASE, '    provision: [./cloud-create.sh]'), 'cinode.yaml:9: pools[0].provision: is only for mechanism: command (this pool is static)'],
+    ['ready-min in a pool that says it is static', lines('projects: []', 'pools:', '  - {name: p1, mechanism: static, ver: 9, arch: x86_64, ready-min: 1, nodes: []}'), 'cinode.yaml:3: pools[0].ready-min: is only for mechanism: command (this pool is static)'],
+    ['a static pool without nodes', lines('projects: []', 'pools:', '  - {name: p1, ver: 9, arch: x86_64, reclaim: [./reinstall.sh]}'), "cinode.yaml:3: pools[0].nodes: is required for mechanism: static (the list of the pool's machines)"],
+    ['ready-min above max-nodes', lines(...COMMAND_POOL, '    ready-min: 5'), 'cinode.yaml:10: pools[0].ready-min: ready-min 5 is more than max-nodes 4'],
+    ['max-nodes of zero', lines(...commandPool('max-nodes', '0')), 'cinode.yaml:9: pools[0].max-nodes: expected a whole number >= 1, got 0'],
+    ['max-parallel of zero', lines(...COMMAND_POOL, '    max-parallel: 0'), 'cinode.yaml:10: pools[0].max-parallel: expected a whole number >= 1, got 0'],
+    ['an empty provision command', lines(...commandPool('provision', '[]')), 'cinode.yaml:7: pools[0].provision: expected the command and its arguments as a list, such as [./reinstall.sh, --fast]'],
+    ['a deprovision command as a string', lines(...commandPool('deprovision', './cloud-delete.sh')), 'cinode.yaml:8: pools[0].deprovision: expected a list, got "./cloud-delete.sh"'],
+    ['a bad max-ready-age', lines(...COMMAND_POOL, '    max-ready-age: forever'), 'cinode.yaml:10: pools[0].max-ready-age: expected a duration such as 30s, 90m, 6h, 2d or 1h30m (units d, h, m, s, each at most once, in that order), got "forever"'],
+    // Contextualization: BASE takes lines 1-8, CONTEXTUALIZE lines 9-10.
+    ['contextualize without private-key', lines(...BASE, 'contextualize:', '  user: ci'), 'cinode.yaml:9: contextualize.private-key: is required'],
+    ['an unknown key in contextualize', lines(...BASE, ...CONTEXTUALIZE, '  identity-file: /etc/cinode/id_rsa'), 'cinode.yaml:11: contextualize.identity-file: unknown key (expected one of: user, private-key, port, authorized-keys, known-hosts, timeout)'],
+    ['a bad contextualize port', lines(...BASE, ...CONTEXTUALIZE, '  port: 0'), 'cinode.yaml:11: contextualize.port: expected a whole number from 1 to 65535, got 0'],
+    ['a bad contextualize timeout', lines(...BASE, ...CONTEXTUALIZE, '  timeout: 30'), 'cinode.yaml:11: contextualize.timeout: expected a duration such as 30s, 90m, 6h, 2d or 1h30m (units d, h, m, s, each at most once, in that order), got 30'],
+    ['contextualize that is not a mapping', lines(...BASE, 'contextualize: /etc/cinode/id_ed25519'), 'cinode.yaml:9: contextualize: expected a mapping, got "/etc/cinode/id_ed25519"'],
+    // SSH keys: withSshKeys puts the project, and its keys, at line 2.
+    ['an ssh key that is not a key', withSshKeys('my laptop'), `cinode.yaml:2: projects[0].ssh-keys[0]: ${NOT_A_KEY} "my laptop"`],
+    ['two ssh keys in one string', withSshKeys(`${SSH_KEYS.ed25519}\n${SSH_KEYS.rsa}`), `cinode.yaml:2: projects[0].ssh-keys[0]: ${NOT_A_KEY} ${quotedLong(SSH_KEYS.ed25519)}`],
+    ['an ssh key without its base64', withSshKeys(SSH_KEYS.ed25519, 'ssh-ed25519 ci@demo'), `cinode.yaml:2: projects[0].ssh-keys[1]: ${NOT_A_KEY} "ssh-ed25519 ci@demo"`],
+    ['an ssh key with a word for its base64', withSshKeys('ssh-ed25519 demo ci@demo'), `cinode.yaml:2: projects[0].ssh-keys[0]: ${NOT_A_KEY} "ssh-ed25519 demo ci@demo"`],
+    ['an ssh key cut short', withSshKeys(SSH_KEYS.ed25519.replace('mkTo ci@demo', 'mkT')), `cinode.yaml:2: projects[0].ssh-keys[0]: ${NOT_A_KEY} ${quotedLong(SSH_KEYS.ed25519)}`],
+    ['an ssh key of another type than it says', withSshKeys(SSH_KEYS.ed25519.replace('ssh-ed25519', 'ssh-rsa')), `cinode.yaml:2: projects[0].ssh-keys[0]: ${NOT_A_KEY} ${quotedLong(SSH_KEYS.ed25519.replace('ssh-ed25519', 'ssh-rsa'))}`],
+    ['an ssh key with options in front', withSshKeys(`command="/bin/true" ${SSH_KEYS.ed25519}`), `cinode.yaml:2: projects[0].ssh-keys[0]: ${NOT_A_KEY} ${quotedLong(`command="/bin/true" ${SSH_KEYS.ed25519}`)}`],
+    ['ssh-keys that is not a list', lines('projects:', `  - {name: demo, key: ${KEY}, ssh-keys: "${SSH_KEYS.ed25519}"}`, 'pools: []', ...CONTEXTUALIZE), `cinode.yaml:2: projects[0].ssh-keys: expected a list, got ${quotedLong(SSH_KEYS.ed25519)}`],
+    ['ssh-keys without a contextualize section', lines('projects:', '  - name: demo', `    key: ${KEY}`, '    ssh-keys:', `      - ${SSH_KEYS.ed25519}`, 'pools: []'), 'cinode.yaml:4: projects[0].ssh-keys: needs a top-level contextualize: section saying how cinode logs into nodes to add the keys'],
   ];
 
   test.each(cases)('%s', (_name, text, problem) => {
@@ -336,6 +593,17 @@ describe('parseConfig reports', () => {
     expect(problems).toEqual(['cinode.yaml:7: pools[1].nodes[0].hostname: the same hostname as pools[0].nodes[0].hostname (line 7)']);
   });
 
+  test("a pool's mechanism problems along with its other problems", () => {
+    const problems = problemsOf(lines(...commandPool('max-nodes', null), '    ready-min: -1', '    max_nodes: 4', '    nodes: []'));
+    expect(problems).toEqual([
+      'cinode.yaml:3: pools[0].max-nodes: is required for mechanism: command',
+      'cinode.yaml:9: pools[0].ready-min: expected a whole number >= 0, got -1',
+      'cinode.yaml:10: pools[0].max_nodes: unknown key (expected one of: name, ver, arch, flavor, mechanism, reclaim, reclaim-timeout, nodes, ' +
+        'provision, deprovision, command-timeout, ready-min, max-nodes, max-parallel, max-ready-age)',
+      'cinode.yaml:11: pools[0].nodes: is only for mechanism: static (this pool is command)',
+    ]);
+  });
+
   test('a duplicate key, given plainly in one project and hashed in another', () => {
     const problems = problemsOf(
       lines('projects:', `  - {name: a, key: ${KEY}}`, `  - {name: b, key-sha256: ${hashKey(KEY)}}`, 'pools: []'),
@@ -389,6 +657,31 @@ describe('loadConfig', () => {
     const path = join(dir, 'bad.yaml');
     writeFileSync(path, lines('projects: []'));
     expect(() => loadConfig(path, {})).toThrow(`${path}:1: pools: is required`);
+  });
+
+  test('reads the example configuration that `npm start` serves', () => {
+    const config = loadConfig(fileURLToPath(new URL('../examples/cinode.yaml', import.meta.url)), {});
+    expect(config.contextualize).toBeNull();
+    expect(config.projects.map((p) => p.name)).toEqual(['demo']);
+    expect(config.pools.map((p) => [p.name, p.mechanism, p.capacity])).toEqual([
+      ['c7-x86_64', 'static', 4],
+      ['c9s-x86_64', 'static', 4],
+      ['c9s-aarch64-tiny', 'static', 2],
+    ]);
+  });
+
+  test('reads the example configuration with real machines', () => {
+    const env = { CINODE_DEMO_KEY: KEY, CINODE_OPS_KEY: OTHER_KEY };
+    const config = loadConfig(fileURLToPath(new URL('../examples/machines.yaml', import.meta.url)), env);
+    expect(config.contextualize).toMatchObject({ user: 'root', knownHosts: 'ignore' });
+    expect(config.projects.map((p) => [p.name, p.sshKeys.length, p.policy.admin])).toEqual([
+      ['storage', 1, false],
+      ['ops', 0, true],
+    ]);
+    expect(config.pools.map((p) => [p.name, p.mechanism, p.capacity])).toEqual([
+      ['lab-c9s', 'static', 3],
+      ['cloud-c9s-aarch64', 'command', 20],
+    ]);
   });
 
   test('reports a missing file as a ConfigError naming the path', () => {

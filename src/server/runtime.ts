@@ -53,7 +53,8 @@ async function syncCatalog(store: Store, config: CinodeConfig, now: number): Pro
     );
     return projectIds;
   });
-  store.setPoolsWithoutReclaim(config.pools.filter((p) => !p.reclaim).map((p) => p.name));
+  // Command pools are never in it: their nodes are destroyed after use, never made ready again.
+  store.setPoolsWithoutReclaim(config.pools.filter((p) => !p.reclaim && !p.command).map((p) => p.name));
   const projects = config.projects.map((p) => ({ id: ids.get(p.name)!, name: p.name, keyHash: p.keyHash, policy: p.policy, sshKeys: p.sshKeys }));
   return new Catalog(projects, config.pools, config.defaults);
 }
