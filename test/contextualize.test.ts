@@ -9,7 +9,7 @@
  * share one authorized_keys file.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { AdminNodeView, EventView } from '../src/api/types.js';
@@ -64,14 +64,14 @@ describeWithSshd('contextualization of allocated nodes', () => {
   const downNode = async () => ({ hostname: DOWN, ip: '127.0.0.1', 'ssh-port': await unusedPort() });
 
   /** A server that contextualizes for alpha (beta, without keys, is the operators' project). */
-  async function launch(nodeList: PoolSpec['nodeList'], alphaExtra: Record<string, string> = {}): Promise<TestServer> {
+  async function launch(nodeList: PoolSpec['nodeList'], alphaExtra: Record<string, string> = {}, knownHosts = 'ignore'): Promise<TestServer> {
     const server = await startTestServer({
       topYaml: [
         'contextualize:',
         `  user: ${sshd.user}`,
         `  private-key: ${JSON.stringify(sshd.privateKey)}`,
         `  authorized-keys: ${JSON.stringify(sshd.authorizedKeys)}`,
-        '  known-hosts: ignore',
+        `  known-hosts: ${JSON.stringify(knownHosts)}`,
         '  timeout: 5s',
       ],
       defaults: RATE,
@@ -186,9 +186,11 @@ describeWithSshd('contextualization of allocated nodes', () => {
     expect(await stateOf(s, UP)).toBe('Ready');
     expect(await adminNode(s, UP)).toMatchObject({ state: 'ready', used_count: 0, ssid: null });
     expect(await adminNode(s, DOWN)).toMatchObject({ state: 'failed', reason: expect.stringMatching(/^could not be contextualized for project alpha: .*Connection refused$/) });
-    expect((await eventsOf(s, UP)).map((e) => [e.from, e.to])).toEqual([
-      ['ready', 'deployed'],
-      ['deployed', 'ready'],
+    // Its stay in the request is in the history, ending where it began.
+    expect((await eventsOf(s, UP)).map((e) => [e.from, e.to, e.reason])).toEqual([
+      [null, 'ready', expect.any(String)],
+      ['ready', 'deployed', 'allocated'],
+      ['deployed', 'ready', 'request undone: too few nodes could be contextualized'],
     ]);
 
     expect((await s.get('/Session/list', alpha)).json).toEqual([]);
@@ -201,6 +203,22 @@ describeWithSshd('contextualization of allocated nodes', () => {
     const got = (await s.get('/Node/get', { ...alpha, ssid: (opened.json as { ssid: string }).ssid })).json as Got;
     expect(got.hosts).toEqual([UP]);
     expect(authorizedKeys()).toBe(withAlphaBlock(before));
+  });
+
+  test('with a known_hosts file, a node whose host key is not in it is quarantined like an unreachable one', async () => {
+    // The file knows the sshd as [127.0.0.1]:PORT only; reached by the name localhost, its key is unknown.
+    const knownHosts = join(keysDir, `known_hosts.${sshd.port}`);
+    writeFileSync(knownHosts, `${sshd.hostKeyLine}\n`);
+    const unknown = { hostname: 'localhost', 'ssh-port': sshd.port };
+    const s = await launch([unknown, upNode()], {}, knownHosts);
+
+    const got = (await s.get('/Node/get', alpha)).json as Got;
+    expect(got.hosts).toEqual([UP]);
+    expect(await adminNode(s, 'localhost')).toMatchObject({
+      state: 'failed',
+      reason: 'could not be contextualized for project alpha: contextualize exited with 255: Host key verification failed.',
+    });
+    expect(authorizedKeys()).toBe(withAlphaBlock(`${sshd.operatorKeyLine}\n`));
   });
 
   test('a project without ssh-keys gets its node untouched', async () => {

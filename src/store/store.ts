@@ -940,7 +940,8 @@ export class StoreTx {
       .selectAll('nodes')
       .select('sessions.ssid')
       .where('nodes.hostname', '=', hostname)
-      .$if(this.lockRows, (q) => q.forUpdate())
+      // Only the node's row: PostgreSQL cannot lock the nullable side of an outer join.
+      .$if(this.lockRows, (q) => q.forUpdate('nodes'))
       .executeTakeFirst();
     return row ? { ...toNode(row), retired: Number(row.retired) === 1, ssid: row.ssid } : undefined;
   }

@@ -144,14 +144,16 @@ export async function startSshd(options: { user?: string } = {}): Promise<TestSs
   if (!sshdAvailable()) throw new Error(`no test sshd: ${INSTALL_HINT}`);
   const { uid, gid, home } = ensureUser(user);
 
-  const dir = mkdtempSync(join(tmpdir(), 'cinode-sshd-'));
-  // Private to the user, as ~/.ssh would be; the remote script writes its new file next to the old one.
-  const keysDir = mkdtempSync(join(home, '.cinode-sshd-'));
+  const made: string[] = [];
   const removeDirs = () => {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(keysDir, { recursive: true, force: true });
+    for (const path of made) rmSync(path, { recursive: true, force: true });
   };
   try {
+    const dir = mkdtempSync(join(tmpdir(), 'cinode-sshd-'));
+    made.push(dir);
+    // Private to the user, as ~/.ssh would be; the remote script writes its new file next to the old one.
+    const keysDir = mkdtempSync(join(home, '.cinode-sshd-'));
+    made.push(keysDir);
     const hostKey = join(dir, 'host_ed25519');
     const privateKey = join(dir, 'operator_ed25519');
     run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'cinode-test-host', '-f', hostKey]);
