@@ -14,7 +14,7 @@ import { stderrDetail } from './reclaim.js';
 /** The pause after the first failed provision; it doubles after each further one, up to the cap. */
 const BACKOFF_FIRST_MS = 1_000;
 const BACKOFF_MAX_MS = 5 * 60_000;
-/** How long a caller's unmet request keeps asking for nodes beyond `ready-min`. */
+/** How long a caller's unmet request keeps asking for nodes beyond `ready-min`, if not met before. */
 const DEMAND_TTL_MS = 2 * 60_000;
 /** A claim on provisioning outlives its command by this, then stops counting (its replica died). */
 const CLAIM_GRACE_MS = 60_000;
@@ -72,16 +72,23 @@ export interface FillDeps {
 interface PoolState {
   failures: number;
   pausedUntil: number;
-  demand: number;
+  /** Nodes a request found missing, not yet turned into `target`. */
+  missing: number;
+  /**
+   * The ready nodes that unmet requests want (0: none): the ready count when a request came up
+   * short plus what it missed, so a request larger than what is ready is met however many nodes
+   * an earlier demand left. Dropped once reached: the nodes then wait for the caller's retry.
+   */
+  target: number;
   demandUntil: number;
-  running: number;
 }
 
 export class FillWorker {
   private readonly state = new Map<string, PoolState>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly killers = new Set<() => void>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** The look due at the end of each paused pool's backoff: one per pool, however often it is checked. */
+  private readonly wakeups = new Map<string, NodeJS.Timeout>();
   private checking: Promise<void> | undefined;
   private again = false;
   private stopped = false;
@@ -92,11 +99,12 @@ export class FillWorker {
   demand(pools: readonly Pool[], missing: number): void {
     const commandPools = pools.filter((p) => p.command);
     if (commandPools.length === 0) return;
-    // Spread over the pools that could serve it, the first ones taking the remainder.
+    // Spread over the pools that could serve it, the first ones taking the remainder. Requests
+    // are alternatives (mostly one caller retrying), so the largest counts, not their sum.
     commandPools.forEach((pool, i) => {
       const share = Math.floor(missing / commandPools.length) + (i < missing % commandPools.length ? 1 : 0);
       const state = this.stateOf(pool.name);
-      state.demand = Math.max(state.demand, share);
+      state.missing = Math.max(state.missing, share);
       state.demandUntil = this.deps.clock() + DEMAND_TTL_MS;
     });
     this.kick();
@@ -130,7 +138,7 @@ export class FillWorker {
   /** Stops starting provisions; running ones get `graceMs`, then are killed (their claims lapse). */
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
-    for (const timer of this.timers) clearTimeout(timer);
+    for (const timer of this.wakeups.values()) clearTimeout(timer);
     const settled = Promise.all([this.checking, ...this.inFlight]);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
@@ -143,18 +151,19 @@ export class FillWorker {
   private stateOf(pool: string): PoolState {
     let state = this.state.get(pool);
     if (!state) {
-      state = { failures: 0, pausedUntil: 0, demand: 0, demandUntil: 0, running: 0 };
+      state = { failures: 0, pausedUntil: 0, missing: 0, target: 0, demandUntil: 0 };
       this.state.set(pool, state);
     }
     return state;
   }
 
-  private later(delayMs: number): void {
+  private wakeAfter(pool: string, delayMs: number): void {
+    if (this.wakeups.has(pool)) return;
     const timer = setTimeout(() => {
-      this.timers.delete(timer);
+      this.wakeups.delete(pool);
       this.kick();
     }, delayMs);
-    this.timers.add(timer);
+    this.wakeups.set(pool, timer);
   }
 
   private async checkAll(): Promise<void> {
@@ -168,7 +177,10 @@ export class FillWorker {
   private async check(pool: Pool, settings: CommandPoolSettings): Promise<void> {
     const now = this.deps.clock();
     const state = this.stateOf(pool.name);
-    if (state.demandUntil < now) state.demand = 0;
+    if (state.demandUntil < now) {
+      state.missing = 0;
+      state.target = 0;
+    }
     if (settings.maxReadyAgeMs !== null) {
       const retired = await this.deps.store.transaction((tx) =>
         tx.retireStaleReady(pool.name, now - settings.maxReadyAgeMs!, {
@@ -179,13 +191,18 @@ export class FillWorker {
       if (retired > 0) this.deps.onRetire();
     }
     if (state.pausedUntil > now) {
-      this.later(state.pausedUntil - now);
+      this.wakeAfter(pool.name, state.pausedUntil - now);
       return;
     }
     const claim = await this.deps.store.transaction(async (tx) => {
       await tx.lockPool(pool.name);
       const counts = await tx.poolCounts(pool.name, now);
-      const wanted = settings.readyMin + state.demand - counts.ready - counts.provisioning;
+      if (state.missing > 0) {
+        state.target = Math.max(state.target, counts.ready + state.missing);
+        state.missing = 0;
+      }
+      if (counts.ready >= state.target) state.target = 0;
+      const wanted = Math.max(settings.readyMin, state.target) - counts.ready - counts.provisioning;
       const room = settings.maxNodes - counts.total;
       const count = Math.min(wanted, room, settings.maxParallel - counts.provisioning);
       if (count <= 0) return undefined;
@@ -234,6 +251,9 @@ export class FillWorker {
             ? `provision printed ${made.added.length} node(s) of ${count} asked`
             : null;
       if (problem !== null) await tx.recordPoolEvent(pool.name, { at: now, reason: problem, detail: stderrDetail(result) });
+      // A demand met is dropped now, before a caller can take the nodes: a later look would find
+      // them gone and provision the same number again.
+      if (state.target > 0 && (await tx.poolCounts(pool.name, now)).ready >= state.target) state.target = 0;
       return { added: made.added, problem };
     });
     this.deps.onProvisioned?.(pool.name, outcome.added, outcome.problem);
