@@ -3,15 +3,10 @@
  * on 127.0.0.1: every command, every exit code, the --json shapes, and the key never printed.
  * `npm test` builds lib/ first; on its own: `npm run build:lib` before jest.
  */
-import { spawn } from 'node:child_process';
-import { CLI_PATH, freePort, REPO_ROOT, requireBuiltLib } from './support/process.js';
+import { freePort, requireBuiltLib, runCli, type CliRun } from './support/process.js';
 import { KEYS, removeDir, startTestServer, type TestServer } from './support/server.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -20,23 +15,10 @@ let server: TestServer;
 const outputs: string[] = [];
 
 /** Runs `node lib/cli/main.js ...args` asynchronously (the backend runs in this process). */
-function cinode(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  const base: Record<string, string | undefined> = { ...process.env, CINODE_URL: server.url, CINODE_KEY: KEYS.alpha };
-  delete base.CINODE_TIMEOUT;
-  const merged = { ...base, ...env };
-  for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_PATH, ...args], { cwd: REPO_ROOT, env: merged as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('close', (code) => {
-      outputs.push(stdout, stderr);
-      resolve({ code, stdout, stderr });
-    });
-  });
+async function cinode(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+  const run = await runCli(args, { CINODE_URL: server.url, CINODE_KEY: KEYS.alpha, CINODE_TIMEOUT: undefined, ...env });
+  outputs.push(run.stdout, run.stderr);
+  return run;
 }
 
 function parse<T>(run: Run): T {

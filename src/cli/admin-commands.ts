@@ -5,22 +5,13 @@
  */
 import { Command, Option } from 'commander';
 import { AdminClient, type AdminNodeView, type NodeAction } from '../client/admin.js';
-import { redactKey, type CinodeClientOptions, type RetryInfo } from '../client/index.js';
-import { DURATION_HELP, parseDuration } from '../core/duration.js';
+import type { CinodeClientOptions } from '../client/index.js';
 import { NODE_STATES } from '../core/model.js';
-import { ENV, UsageError, type CliDeps } from './client-commands.js';
+import { clientOptions, UsageError, type CliDeps, type GlobalOptions } from './client-commands.js';
 import { eventTable, nodeLine, nodeTable } from './format.js';
 
 /** What the commands need of the admin client (AdminClient, or a fake in tests). */
 export type AdminApi = Pick<AdminClient, 'nodes' | 'events' | 'act'>;
-
-interface GlobalOptions {
-  url?: string;
-  key?: string;
-  keyInQuery?: boolean;
-  timeout?: string;
-  json?: boolean;
-}
 
 const ACTIONS: ReadonlyArray<[NodeAction, string]> = [
   ['release', 'return a failed or held node to service: it is reclaimed, then ready'],
@@ -46,7 +37,7 @@ export function addAdminCommands(
       const globals = command.optsWithGlobals<GlobalOptions>();
       let client: AdminApi;
       try {
-        client = createAdmin(clientOptions(globals, deps));
+        client = createAdmin(clientOptions(globals, deps, true, 'a project with admin: true'));
       } catch (error) {
         if (error instanceof UsageError) throw error;
         // The client refuses a malformed URL before sending anything.
@@ -109,16 +100,3 @@ function parseLimit(text: string | undefined): number | undefined {
   return Number(text);
 }
 
-/** The client's options from the global options and the environment, as for the other client commands. */
-function clientOptions(globals: GlobalOptions, deps: CliDeps): CinodeClientOptions {
-  const url = globals.url ?? deps.env[ENV.url];
-  if (url === undefined || url === '') throw new UsageError(`no API URL: give --url or set ${ENV.url}`);
-  const key = globals.key ?? deps.env[ENV.key] ?? '';
-  if (key === '') throw new UsageError(`no API key: set ${ENV.key} (or give --key) to the key of a project with admin: true`);
-  const timeoutText = globals.timeout ?? '5m';
-  const timeoutMs = parseDuration(timeoutText);
-  if (timeoutMs === undefined) throw new UsageError(`--timeout: ${JSON.stringify(timeoutText)} is not ${DURATION_HELP}`);
-  const onRetry = ({ error, waitMs, attempt }: RetryInfo) =>
-    deps.stderr(`cinode: ${redactKey(error.message, key)} (${error.kind}); retrying in ${(waitMs / 1000).toFixed(1)}s (attempt ${attempt} failed)\n`);
-  return { url, key, keyInQuery: globals.keyInQuery === true, timeoutMs, userAgent: 'cinode-cli', onRetry };
-}

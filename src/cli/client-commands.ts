@@ -55,7 +55,7 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-interface GlobalOptions {
+export interface GlobalOptions {
   url?: string;
   key?: string;
   keyInQuery?: boolean;
@@ -271,12 +271,15 @@ function nodeArgs(command: Command): [string, string[] | undefined] {
   return [ssid, hostList(hosts ?? [])];
 }
 
-/** The client's options from the global options and the environment. */
-function clientOptions(globals: GlobalOptions, deps: CliDeps, keyed: boolean): CinodeClientOptions {
+/**
+ * The client's options from the global options and the environment. `keyed`: the calls need a
+ * key; `keyOf` says whose, in the message when none is given.
+ */
+export function clientOptions(globals: GlobalOptions, deps: CliDeps, keyed: boolean, keyOf?: string): CinodeClientOptions {
   const url = globals.url ?? deps.env[ENV.url];
   if (url === undefined || url === '') throw new UsageError(`no API URL: give --url or set ${ENV.url}`);
   const key = globals.key ?? deps.env[ENV.key] ?? '';
-  if (keyed && key === '') throw new UsageError(`no API key: set ${ENV.key} (or give --key)`);
+  if (keyed && key === '') throw new UsageError(`no API key: set ${ENV.key} (or give --key)${keyOf ? ` to the key of ${keyOf}` : ''}`);
   const timeoutText = globals.timeout ?? DEFAULT_TIMEOUT;
   const timeoutMs = parseDuration(timeoutText);
   if (timeoutMs === undefined) throw new UsageError(`--timeout: ${JSON.stringify(timeoutText)} is not ${DURATION_HELP}`);

@@ -176,3 +176,28 @@ export async function startServerProcess(options: ProcessOptions = {}): Promise<
     }
   }
 }
+
+/** What one run of the `cinode` command printed, and how it ended. */
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `node lib/cli/main.js ...args` as a separate process with `env` over this process's
+ * environment (a variable set to undefined is removed). The backend may run in this process.
+ */
+export function runCli(args: readonly string[], env: Record<string, string | undefined>): Promise<CliRun> {
+  const merged: Record<string, string | undefined> = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI_PATH, ...args], { cwd: REPO_ROOT, env: merged as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
