@@ -65,6 +65,18 @@ test('a wrong configuration: one message per problem with field and line, and no
   expect(run.stdout.join('')).not.toMatch(/listening/);
 });
 
+test('an SSH key or known_hosts file it cannot read stops the start, named with its setting', async () => {
+  const path = join(dir, 'cinode.yaml');
+  const top = ['contextualize:', `  private-key: ${join(dir, 'no-key')}`, `  known-hosts: ${join(dir, 'no-known-hosts')}`];
+  writeFileSync(path, configYaml(dir, { topYaml: top }));
+  const run = runServe(['--config', path]);
+  expect(await run.exit).toBe(2);
+  const stderr = run.stderr.join('');
+  expect(stderr).toContain(`cinode.yaml: contextualize.private-key: cannot read ${JSON.stringify(join(dir, 'no-key'))}: no such file`);
+  expect(stderr).toContain(`cinode.yaml: contextualize.known-hosts: cannot read ${JSON.stringify(join(dir, 'no-known-hosts'))}: no such file`);
+  expect(run.stdout.join('')).not.toMatch(/listening/);
+});
+
 test('a missing configuration file is named', async () => {
   const run = runServe(['--config', join(dir, 'nope.yaml')]);
   expect(await run.exit).toBe(2);

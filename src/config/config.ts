@@ -3,7 +3,7 @@
  * checks that span several settings. Every problem found is reported at once, each with the line
  * and path of the setting, so one run of `cinode serve` shows everything that needs fixing.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { formatDuration, NEVER, type Lifetime } from '../core/duration.js';
@@ -391,4 +391,27 @@ export function loadConfig(path: string, env: Record<string, string | undefined>
     throw new ConfigError([`${path}: cannot read the configuration file: ${reason}`]);
   }
   return parseConfig(text, path, env);
+}
+
+/**
+ * Checks that the files the configuration names can be read by this process: a missing SSH key
+ * would otherwise show only as every node failing contextualization, one after another, each
+ * quarantined for a fault of the server's. Run at start and reload, where the files are used.
+ */
+export function checkConfigFiles(config: CinodeConfig, sourceName: string): void {
+  const files: Array<[setting: string, path: string]> = [];
+  if (config.contextualize) {
+    files.push(['contextualize.private-key', config.contextualize.privateKey]);
+    if (config.contextualize.knownHosts !== 'ignore') files.push(['contextualize.known-hosts', config.contextualize.knownHosts]);
+  }
+  const problems: string[] = [];
+  for (const [setting, path] of files) {
+    try {
+      accessSync(path, fsConstants.R_OK);
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+      problems.push(`${sourceName}: ${setting}: cannot read ${JSON.stringify(path)}: ${reason}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
 }

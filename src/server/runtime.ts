@@ -10,7 +10,7 @@ import { Catalog } from '../core/catalog.js';
 import type { Contextualizer, Pool } from '../core/model.js';
 import { Reaper } from '../core/reaper.js';
 import { AllocationService } from '../core/service.js';
-import { loadConfig, type CinodeConfig } from '../config/config.js';
+import { checkConfigFiles, loadConfig, type CinodeConfig } from '../config/config.js';
 import { FillWorker } from '../pools/provision.js';
 import { ReclaimWorker } from '../pools/reclaim.js';
 import { sshContextualizer } from '../pools/ssh.js';
@@ -80,6 +80,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const env = options.env ?? process.env;
   const clock = options.clock ?? Date.now;
   let config = loadConfig(options.configPath, env);
+  checkConfigFiles(config, options.configPath);
   const store = await openStore(config.database);
   if (store.dialect === 'sqlite') {
     // Only this process uses the file: reclaims that a crash interrupted start over now. On
@@ -177,6 +178,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       let next: CinodeConfig;
       try {
         next = loadConfig(options.configPath, env);
+        checkConfigFiles(next, options.configPath);
       } catch (error) {
         log.error({ err: error }, 'configuration reload failed; keeping the running configuration');
         return;
