@@ -182,9 +182,17 @@ export class StoreTx {
   /**
    * Records the coming change of the nodes `ids` to `to` (a state, or an expression over the
    * node's columns), one event per node with its state now, its session, project and alias. Runs
-   * before the change. `sessionId` names the session of nodes that are not in it yet.
+   * before the change. `joining` names the session of nodes that are not in it yet; `leaving`
+   * leaves out the nodes that are not (or no longer) in that session.
    */
-  private async recordNodeChanges(ids: readonly number[], to: string | RawBuilder<string>, change: Change, sessionId?: number): Promise<void> {
+  private async recordNodeChanges(
+    ids: readonly number[],
+    to: string | RawBuilder<string>,
+    change: Change,
+    session?: { joining: number } | { leaving: number },
+  ): Promise<void> {
+    const joining = session && 'joining' in session ? session.joining : undefined;
+    const leaving = session && 'leaving' in session ? session.leaving : undefined;
     const toState = typeof to === 'string' ? sql<string>`cast(${to} as text)` : to;
     for (const chunk of chunks(ids)) {
       await this.db
@@ -194,7 +202,7 @@ export class StoreTx {
           eb
             .selectFrom('nodes')
             .leftJoin('sessions', (join) =>
-              sessionId === undefined ? join.onRef('sessions.id', '=', 'nodes.session_id') : join.on('sessions.id', '=', sessionId),
+              joining === undefined ? join.onRef('sessions.id', '=', 'nodes.session_id') : join.on('sessions.id', '=', joining),
             )
             .leftJoin('projects', 'projects.id', 'sessions.project_id')
             .select([
@@ -212,7 +220,8 @@ export class StoreTx {
               sql<string>`cast(${change.reason} as text)`.as('reason'),
               sql<string | null>`cast(${change.detail ?? null} as text)`.as('detail'),
             ])
-            .where('nodes.id', 'in', chunk),
+            .where('nodes.id', 'in', chunk)
+            .$if(leaving !== undefined, (q) => q.where('nodes.session_id', '=', leaving!)),
         )
         .execute();
     }
@@ -440,7 +449,7 @@ export class StoreTx {
    */
   async assignNodes(sessionId: number, nodeIds: readonly number[], now: number, contextualized = false): Promise<void> {
     for (const ids of chunks(nodeIds)) {
-      await this.recordNodeChanges(ids, 'deployed', { at: now, reason: 'allocated' }, sessionId);
+      await this.recordNodeChanges(ids, 'deployed', { at: now, reason: 'allocated' }, { joining: sessionId });
       await this.db
         .updateTable('nodes')
         .set({ state: 'deployed', session_id: sessionId, changed_at: now, reason: null, contextualized: contextualized ? 1 : 0 })
@@ -494,12 +503,7 @@ export class StoreTx {
     to: { state: RawBuilder<string>; used_count?: RawBuilder<number>; failed_by: number | null; contextualized?: number },
   ): Promise<void> {
     for (const ids of chunks(nodeIds)) {
-      const inSession = await this.db.selectFrom('nodes').select('id').where('id', 'in', ids).where('session_id', '=', sessionId).execute();
-      await this.recordNodeChanges(
-        inSession.map((n) => Number(n.id)),
-        to.state,
-        change,
-      );
+      await this.recordNodeChanges(ids, to.state, change, { leaving: sessionId });
       const { at: now, reason } = change;
       await this.db
         .updateTable('nodes')
