@@ -234,3 +234,21 @@ describe('the event history of a session', () => {
     expect(story(await ok<EventView[]>(s, '/Admin/events', { ...beta, session: 'ev', limit: 2 }))).toEqual(expected.slice(2));
   });
 });
+
+test('the reaper drops events older than event-retention, and keeps newer ones', async () => {
+  let offsetMs = 0;
+  server = await startTestServer(
+    { reaperInterval: '1s', topYaml: ['event-retention: 1h'], projects: { beta: { admin: true } }, pools: [POOL] },
+    () => Date.now() + offsetMs,
+  );
+  const s = server;
+  const got = await ok<Got>(s, '/Node/get', { ...alpha, ver: '7' });
+  const historyOf = async (): Promise<EventView[]> => ok<EventView[]>(s, '/Admin/events', { ...beta, hostname: got.hosts[0]! });
+  expect((await historyOf()).map((e) => e.to)).toEqual(['ready', 'deployed']);
+
+  offsetMs = 2 * 3_600_000; // two hours on: past the retention
+  await ok(s, '/Node/done', { ...alpha, ssid: got.ssid });
+  await waitFor('the old events to be dropped', async () => (await historyOf()).length === 1);
+  const [kept] = await historyOf();
+  expect(kept).toMatchObject({ from: 'deployed', to: 'ready', reason: 'session done' });
+});

@@ -30,6 +30,8 @@ export interface CinodeConfig {
   listen: { host: string; port: number };
   database: string;
   reaperIntervalMs: number;
+  /** How long events are kept; `never`: for ever. */
+  eventRetentionMs: Lifetime;
   publicInventory: boolean;
   reclaimParallel: number;
   /** How nodes are reached to put projects' SSH keys on them; null: nodes are handed over untouched. */
@@ -363,6 +365,7 @@ export function parseConfig(text: string, sourceName: string, env: Record<string
     listen: top.listen,
     database: top.database,
     reaperIntervalMs: top['reaper-interval'],
+    eventRetentionMs: top['event-retention'],
     publicInventory: top['public-inventory'],
     reclaimParallel: top['reclaim-parallel'],
     contextualize: contextualize

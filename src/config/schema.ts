@@ -253,6 +253,8 @@ export const topSchema = strictObject({
   listen: listen.default('127.0.0.1:8080'),
   database: database.default('sqlite:var/cinode.db'),
   'reaper-interval': duration.default('30s'),
+  /** How long the event history keeps each event; `never`: for ever. */
+  'event-retention': lifetime.default('90d'),
   'public-inventory': boolean.default(true),
   'reclaim-parallel': wholeNumber(1, 256).default(4),
   contextualize: z.unknown(),

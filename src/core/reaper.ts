@@ -1,10 +1,11 @@
 /**
  * The reaper: ends sessions whose expiry has passed (end reason `expired`) and sends their nodes
  * to reclaim, and sends held nodes to reclaim when their hold ends (`fail-hold` after the
- * `/Node/fail`), whatever their session's lifetime. It looks every `intervalMs`; sessions that
- * never expire are never reaped by time.
+ * `/Node/fail`), whatever their session's lifetime, and drops events older than the event
+ * retention. It looks every `intervalMs`; sessions that never expire are never reaped by time.
  */
 import type { Store } from '../store/store.js';
+import { NEVER, type Lifetime } from './duration.js';
 
 /** Sessions ended per transaction: big enough to reap thousands fast, small enough to keep locks short. */
 const REAP_BATCH = 1000;
@@ -13,6 +14,8 @@ export interface ReaperDeps {
   store: Store;
   clock: () => number;
   intervalMs: number;
+  /** How long events are kept (the configuration's `event-retention`). */
+  eventRetention: () => Lifetime;
   /** Called after sessions were ended, so their nodes' reclaim starts at once. */
   onRelease: () => void;
   onError: (error: unknown) => void;
@@ -70,6 +73,8 @@ export class Reaper {
       if (ended < REAP_BATCH) break;
     }
     if (total + released > 0) this.deps.onRelease();
+    const retention = this.deps.eventRetention();
+    if (retention !== NEVER) await this.deps.store.transaction((tx) => tx.pruneEvents(now - retention));
     return total;
   }
 }

@@ -134,6 +134,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     store,
     clock,
     intervalMs: config.reaperIntervalMs,
+    eventRetention: () => config.eventRetentionMs,
     onRelease: () => reclaim.kick(),
     onError,
   });

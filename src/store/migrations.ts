@@ -112,6 +112,7 @@ const machines = (dialect: Dialect): Migration => ({
     await db.schema.createIndex('events_hostname').on('events').columns(['hostname', 'id']).execute();
     await db.schema.createIndex('events_ssid').on('events').columns(['ssid', 'id']).execute();
     await db.schema.createIndex('events_alias').on('events').columns(['alias', 'id']).execute();
+    await db.schema.createIndex('events_at').on('events').column('at').execute();
 
     await withId(db.schema.createTable('provisions'), dialect)
       .addColumn('pool', 'varchar(128)', (c) => c.notNull())

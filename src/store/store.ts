@@ -262,6 +262,12 @@ export class StoreTx {
       .execute();
   }
 
+  /** Deletes the events older than `before`; returns how many. */
+  async pruneEvents(before: number): Promise<number> {
+    const result = await this.db.deleteFrom('events').where('at', '<', before).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   /**
    * The event history, oldest first, the latest `limit` events: of a node (by hostname), of the
    * sessions with that ssid or alias, or of everything.
