@@ -15,7 +15,8 @@ import { dirname, join } from 'node:path';
 import type { AdminNodeView, EventView } from '../src/api/types.js';
 import { BEGIN_MARKER, END_MARKER } from '../src/pools/ssh.js';
 import { KEYS, removeDir, startTestServer, waitFor, type PoolSpec, type TestServer } from './support/server.js';
-import { describeWithSshd, startSshd, unusedPort, type TestSshd } from './support/sshd.js';
+import { freePort } from './support/process.js';
+import { describeWithSshd, startSshd, type TestSshd } from './support/sshd.js';
 
 interface Got {
   hosts: string[];
@@ -61,7 +62,7 @@ describeWithSshd('contextualization of allocated nodes', () => {
 
   /** The node on the test sshd, and one whose sshd is down. */
   const upNode = () => ({ hostname: UP, ip: '127.0.0.1', 'ssh-port': sshd.port });
-  const downNode = async () => ({ hostname: DOWN, ip: '127.0.0.1', 'ssh-port': await unusedPort() });
+  const downNode = async () => ({ hostname: DOWN, ip: '127.0.0.1', 'ssh-port': await freePort() });
 
   /** A server that contextualizes for alpha (beta, without keys, is the operators' project). */
   async function launch(nodeList: PoolSpec['nodeList'], alphaExtra: Record<string, string> = {}, knownHosts = 'ignore'): Promise<TestServer> {

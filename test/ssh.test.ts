@@ -9,7 +9,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BEGIN_MARKER, END_MARKER, installKeys, removeKeys, sshArgv, type SshSettings, type SshTarget } from '../src/pools/ssh.js';
-import { describeWithSshd, startSshd, unusedPort, type TestSshd } from './support/sshd.js';
+import { freePort } from './support/process.js';
+import { describeWithSshd, startSshd, type TestSshd } from './support/sshd.js';
 
 const block = (keys: string[]): string => [BEGIN_MARKER, ...keys, END_MARKER].map((line) => `${line}\n`).join('');
 
@@ -17,7 +18,9 @@ describe('the ssh command line', () => {
   const settings: SshSettings = { user: 'root', privateKey: '/etc/cinode/id', port: 22, authorizedKeys: '.ssh/authorized_keys', knownHosts: 'ignore', timeoutMs: 30_000 };
 
   test('connects to the IP when known, else the host name, on the node port when it has one', () => {
-    expect(sshArgv(settings, { hostname: 'n1.example', ip: '192.0.2.7', sshPort: 2222 }).slice(-3)).toEqual(['--', '192.0.2.7', 'sh -s']);
+    const withPort = sshArgv(settings, { hostname: 'n1.example', ip: '192.0.2.7', sshPort: 2222 });
+    expect(withPort.slice(-3)).toEqual(['--', '192.0.2.7', 'sh -s']);
+    expect(withPort[withPort.indexOf('-p') + 1]).toBe('2222');
     const argv = sshArgv(settings, { hostname: '-oProxyCommand=x', ip: null, sshPort: null });
     expect(argv.slice(-3)).toEqual(['--', '-oProxyCommand=x', 'sh -s']);
     expect(argv.slice(0, 3)).toEqual(['ssh', '-F', '/dev/null']);
@@ -136,7 +139,7 @@ describeWithSshd('contextualization over SSH', () => {
     rmSync(top, { recursive: true, force: true });
     try {
       // sshPort null: the settings' port, first a wrong one.
-      const result = await installKeys({ ...settings, port: await unusedPort(), authorizedKeys: 'cinode-test-dir/sub/keys' }, { hostname: '127.0.0.1', ip: null, sshPort: null }, [alice[1]]);
+      const result = await installKeys({ ...settings, port: await freePort(), authorizedKeys: 'cinode-test-dir/sub/keys' }, { hostname: '127.0.0.1', ip: null, sshPort: null }, [alice[1]]);
       expect(result.ok).toBe(false);
       expect(await installKeys({ ...settings, port: sshd.port, authorizedKeys: 'cinode-test-dir/sub/keys' }, { hostname: '127.0.0.1', ip: null, sshPort: null }, [alice[1]])).toMatchObject({ ok: true });
       expect(readFileSync(join(top, 'sub', 'keys'), 'utf8')).toBe(block([alice[1]]));
@@ -151,7 +154,7 @@ describeWithSshd('contextualization over SSH', () => {
   });
 
   test('sshd down: a quick failure naming the step and the connection problem', async () => {
-    const port = await unusedPort();
+    const port = await freePort();
     const started = Date.now();
     const install = await installKeys(settings, { ...target, sshPort: port }, [alice[1]]);
     expect(install.ok).toBe(false);

@@ -10,6 +10,7 @@ import type { CommandPoolSettings, Pool } from '../core/model.js';
 import type { ProvisionedNode, Store } from '../store/store.js';
 import { runCommand } from './command.js';
 import { stderrDetail } from './reclaim.js';
+import { BackgroundWorker } from './worker.js';
 
 /** The pause after the first failed provision; it doubles after each further one, up to the cap. */
 const BACKOFF_FIRST_MS = 1_000;
@@ -83,17 +84,12 @@ interface PoolState {
   demandUntil: number;
 }
 
-export class FillWorker {
+export class FillWorker extends BackgroundWorker {
   private readonly state = new Map<string, PoolState>();
-  private readonly inFlight = new Set<Promise<void>>();
-  private readonly killers = new Set<() => void>();
-  /** The look due at the end of each paused pool's backoff: one per pool, however often it is checked. */
-  private readonly wakeups = new Map<string, NodeJS.Timeout>();
-  private checking: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
 
-  constructor(private readonly deps: FillDeps) {}
+  constructor(private readonly deps: FillDeps) {
+    super(deps.onError);
+  }
 
   /** A request found `missing` nodes too few in these pools: provision for it beyond `ready-min`. */
   demand(pools: readonly Pool[], missing: number): void {
@@ -110,44 +106,6 @@ export class FillWorker {
     this.kick();
   }
 
-  /** Looks at every command pool now (at start, after allocations and releases, each reaper tick). */
-  kick(): void {
-    if (this.stopped) return;
-    if (this.checking) {
-      this.again = true;
-      return;
-    }
-    this.checking = this.checkAll()
-      .catch((error: unknown) => this.deps.onError(error))
-      .finally(() => {
-        this.checking = undefined;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        }
-      });
-  }
-
-  async idle(): Promise<void> {
-    while (this.checking || this.inFlight.size > 0) {
-      await this.checking;
-      await Promise.all([...this.inFlight]);
-    }
-  }
-
-  /** Stops starting provisions; running ones get `graceMs`, then are killed (their claims lapse). */
-  async stop(graceMs: number): Promise<void> {
-    this.stopped = true;
-    for (const timer of this.wakeups.values()) clearTimeout(timer);
-    const settled = Promise.all([this.checking, ...this.inFlight]);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), graceMs);
-    });
-    if ((await Promise.race([settled, timeout])) === 'timeout') for (const kill of this.killers) kill();
-    clearTimeout(timer);
-  }
-
   private stateOf(pool: string): PoolState {
     let state = this.state.get(pool);
     if (!state) {
@@ -157,16 +115,8 @@ export class FillWorker {
     return state;
   }
 
-  private wakeAfter(pool: string, delayMs: number): void {
-    if (this.wakeups.has(pool)) return;
-    const timer = setTimeout(() => {
-      this.wakeups.delete(pool);
-      this.kick();
-    }, delayMs);
-    this.wakeups.set(pool, timer);
-  }
-
-  private async checkAll(): Promise<void> {
+  /** Looks at every command pool (at start, after allocations and releases, each reaper tick). */
+  protected async pass(): Promise<void> {
     for (const pool of this.deps.pools().values()) {
       if (this.stopped) return;
       if (pool.command) await this.check(pool, pool.command);
@@ -210,13 +160,7 @@ export class FillWorker {
       return { id: await tx.startProvision(pool.name, count, this.deps.owner, now, leaseUntil), count };
     });
     if (!claim) return;
-    const work = this.provision(pool, settings, claim.id, claim.count)
-      .catch((error: unknown) => this.deps.onError(error))
-      .finally(() => {
-        this.inFlight.delete(work);
-        this.kick();
-      });
-    this.inFlight.add(work);
+    this.track(this.provision(pool, settings, claim.id, claim.count));
   }
 
   private async provision(pool: Pool, settings: CommandPoolSettings, claimId: number, count: number): Promise<void> {

@@ -15,6 +15,7 @@
 import type { Contextualizer, MachineOutcome, Node, Pool } from '../core/model.js';
 import type { Change, Store } from '../store/store.js';
 import { runCommand } from './command.js';
+import { BackgroundWorker } from './worker.js';
 
 /**
  * How long a claim holds: long enough to record an outcome at once. Before a node's work starts,
@@ -48,60 +49,15 @@ export interface ReclaimDeps {
   onReclaimed?: (node: Node, ok: boolean, reason: string | null) => void;
 }
 
-export class ReclaimWorker {
+export class ReclaimWorker extends BackgroundWorker {
   private active = 0;
-  private draining: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
-  private readonly inFlight = new Set<Promise<void>>();
-  private readonly killers = new Set<() => void>();
-  private readonly retryTimers = new Set<NodeJS.Timeout>();
 
-  constructor(private readonly deps: ReclaimDeps) {}
-
-  /** Looks for nodes to reclaim now (after a release, and on every reaper tick). */
-  kick(): void {
-    if (this.stopped) return;
-    if (this.draining) {
-      this.again = true;
-      return;
-    }
-    this.draining = this.drain()
-      .catch((error: unknown) => this.deps.onError(error))
-      .finally(() => {
-        this.draining = undefined;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        }
-      });
+  constructor(private readonly deps: ReclaimDeps) {
+    super(deps.onError);
   }
 
-  /** Resolves when no reclaim is running or waiting to be claimed by this worker. */
-  async idle(): Promise<void> {
-    while (this.draining || this.inFlight.size > 0) {
-      await this.draining;
-      await Promise.all([...this.inFlight]);
-    }
-  }
-
-  /**
-   * Stops claiming work and waits up to `graceMs` for running commands; those still running are
-   * killed and their nodes stay `reclaiming`, to be picked up again at the next start.
-   */
-  async stop(graceMs: number): Promise<void> {
-    this.stopped = true;
-    for (const timer of this.retryTimers) clearTimeout(timer);
-    const settled = Promise.all([this.draining, ...this.inFlight]);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), graceMs);
-    });
-    if ((await Promise.race([settled, timeout])) === 'timeout') for (const kill of this.killers) kill();
-    clearTimeout(timer);
-  }
-
-  private async drain(): Promise<void> {
+  /** Claims nodes waiting for reclaim, as many as `parallel` allows, and starts their work. */
+  protected async pass(): Promise<void> {
     while (!this.stopped && this.active < this.deps.parallel) {
       const now = this.deps.clock();
       const claimed = await this.deps.store.transaction((tx) =>
@@ -110,14 +66,7 @@ export class ReclaimWorker {
       if (claimed.length === 0) return;
       for (const node of claimed) {
         this.active++;
-        const work = this.reclaim(node)
-          .catch((error: unknown) => this.deps.onError(error))
-          .finally(() => {
-            this.active--;
-            this.inFlight.delete(work);
-            this.kick();
-          });
-        this.inFlight.add(work);
+        this.track(this.reclaim(node), () => this.active--);
       }
     }
   }
@@ -209,12 +158,6 @@ export class ReclaimWorker {
       tx.failDeprovision(node.id, this.deps.owner, { at: now, reason, detail }, giveUp ? null : now + pauseMs),
     );
     if (recorded && giveUp) this.deps.onReclaimed?.(node, false, reason);
-    if (recorded && !giveUp) {
-      const timer = setTimeout(() => {
-        this.retryTimers.delete(timer);
-        this.kick();
-      }, pauseMs + 50);
-      this.retryTimers.add(timer);
-    }
+    if (recorded && !giveUp) this.wakeAfter(`deprovision ${node.id}`, pauseMs + 50);
   }
 }

@@ -8,9 +8,9 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { freePort } from './process.js';
 
 const SSHD = '/usr/sbin/sshd';
 const DEFAULT_USER = 'cinode-node';
@@ -61,20 +61,6 @@ export interface TestSshd {
   /** A known_hosts line for this server: `[127.0.0.1]:PORT ssh-ed25519 ...`. */
   hostKeyLine: string;
   stop(): Promise<void>;
-}
-
-/** A loopback port nothing listens on (it was free a moment ago). */
-export async function unusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.unref();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => (port > 0 ? resolve(port) : reject(new Error('could not pick a free port'))));
-    });
-  });
 }
 
 function run(file: string, args: string[]): string {
@@ -173,7 +159,7 @@ export async function startSshd(options: { user?: string } = {}): Promise<TestSs
 
     let lastError = '';
     for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
-      const port = await unusedPort();
+      const port = await freePort();
       const hostKeyLine = `[127.0.0.1]:${port} ${hostPublic}`;
       const knownHosts = join(dir, 'known_hosts');
       writeFileSync(knownHosts, `${hostKeyLine}\n`);
