@@ -565,7 +565,8 @@ describePostgres('a lost PostgreSQL connection', () => {
     if (errors.length > 0) throw errors[0];
   });
 
-  test('the network to the database cut: 503 JSON answers, /healthz 503, recovery when it is back', async () => {
+  /** A new database reached through a relay the test can cut; both are undone after the test. */
+  async function relayedDatabase(): Promise<{ relay: Relay; url: string }> {
     const admin = new URL(postgresAdminUrl());
     const relay = new Relay(admin.hostname, Number(admin.port || 5432));
     await relay.start();
@@ -574,8 +575,13 @@ describePostgres('a lost PostgreSQL connection', () => {
     cleanups.push(() => dropPostgresDatabase(name));
     const url = new URL(withDatabase(postgresAdminUrl(), name));
     url.host = `127.0.0.1:${relay.port}`;
+    return { relay, url: url.toString() };
+  }
 
-    const server = await serverOn(url.toString());
+  test('the network to the database cut: 503 JSON answers, /healthz 503, recovery when it is back', async () => {
+    const { relay, url } = await relayedDatabase();
+
+    const server = await serverOn(url);
     cleanups.push(async () => {
       await server.close();
       removeDir(server.dir);
@@ -593,16 +599,9 @@ describePostgres('a lost PostgreSQL connection', () => {
   });
 
   test('a connection cut under a running query fails that query as "unavailable", and the process carries on', async () => {
-    const admin = new URL(postgresAdminUrl());
-    const relay = new Relay(admin.hostname, Number(admin.port || 5432));
-    await relay.start();
-    cleanups.push(() => relay.cut());
-    const name = createPostgresDatabaseSync();
-    cleanups.push(() => dropPostgresDatabase(name));
-    const url = new URL(withDatabase(postgresAdminUrl(), name));
-    url.host = `127.0.0.1:${relay.port}`;
+    const { relay, url } = await relayedDatabase();
     const dropped: string[] = [];
-    const store = await openStore(url.toString(), { onConnectionError: (error) => dropped.push(error.message) });
+    const store = await openStore(url, { onConnectionError: (error) => dropped.push(error.message) });
     cleanups.push(() => store.close());
 
     // One connection busy in a transaction, one idle in the pool, when the network goes.

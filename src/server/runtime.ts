@@ -68,11 +68,13 @@ function contextualizerOf(config: CinodeConfig): Contextualizer | null {
 }
 
 /**
- * Whether a release may leave work for the reclaim worker: a reclaim command, a command pool to
- * deprovision, or keys to take off. Without any, released nodes are ready in the same commit.
+ * Which workers a request may leave work for. Reclaim: a reclaim command, a command pool to
+ * deprovision, or keys to take off (without any, released nodes are ready in the same commit).
+ * Fill: a command pool to top up. Neither is woken on the request path when it has nothing to do.
  */
-function needsReclaim(config: CinodeConfig): boolean {
-  return config.contextualize !== null || config.pools.some((p) => p.reclaim || p.command);
+function backgroundWork(config: CinodeConfig): { reclaim: boolean; fill: boolean } {
+  const commandPools = config.pools.some((p) => p.command);
+  return { reclaim: commandPools || config.contextualize !== null || config.pools.some((p) => p.reclaim), fill: commandPools };
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -89,7 +91,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   let catalog = await syncCatalog(store, config, clock());
   let pools = poolMap(config);
-  let reclaimWork = needsReclaim(config);
+  let work = backgroundWork(config);
   let contextualizer = contextualizerOf(config);
   const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
@@ -122,12 +124,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // Released nodes of pools without a command are ready already: no reclaim to look for (the
     // reaper tick still looks, for nodes a reload left waiting).
     onRelease: () => {
-      if (reclaimWork) reclaim.kick();
-      fill.kick();
+      if (work.reclaim) reclaim.kick();
+      if (work.fill) fill.kick();
     },
     contextualizer: () => contextualizer,
     onDemand: (demanded, missing) => fill.demand(demanded, missing),
-    onAllocated: () => fill.kick(),
+    onAllocated: () => {
+      if (work.fill) fill.kick();
+    },
   });
   const admin = new AdminService({ store, clock, onRelease: () => reclaim.kick() });
   const reaper = new Reaper({
@@ -189,7 +193,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }
       catalog = await syncCatalog(store, next, clock());
       pools = poolMap(next);
-      reclaimWork = needsReclaim(next);
+      work = backgroundWork(next);
       contextualizer = contextualizerOf(next);
       config = next;
       log.info({ projects: next.projects.length, pools: next.pools.length }, 'configuration reloaded');

@@ -26,6 +26,7 @@
  * serialization failure PostgreSQL still reports is handled by running the transaction again.
  */
 import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
+import type { EventView } from '../api/types.js';
 import type { EndReason, Node, NodeState, Session } from '../core/model.js';
 import { isRetryableConflict } from './errors.js';
 import type { Dialect } from './migrations.js';
@@ -123,21 +124,8 @@ export interface Change {
   detail?: string | null;
 }
 
-/** A line of the event history. */
-export interface NodeEvent {
-  id: number;
-  at: number;
-  subject: 'node' | 'session' | 'pool';
-  hostname: string | null;
-  pool: string | null;
-  ssid: string | null;
-  project: string | null;
-  alias: string | null;
-  from: string | null;
-  to: string | null;
-  reason: string | null;
-  detail: string | null;
-}
+/** A line of the event history: as the API shows it, with its id and the time in milliseconds. */
+export type NodeEvent = Omit<EventView, 'at'> & { id: number; at: number };
 
 /** How many nodes a pool has, by what the fill worker needs to know. */
 export interface PoolCounts {
