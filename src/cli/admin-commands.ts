@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 import { AdminClient, type AdminNodeView, type NodeAction } from '../client/admin.js';
 import type { CinodeClientOptions } from '../client/index.js';
 import { NODE_STATES } from '../core/model.js';
-import { clientOptions, UsageError, type CliDeps, type GlobalOptions } from './client-commands.js';
+import { actionsFor, UsageError, type CliDeps } from './client-commands.js';
 import { eventTable, nodeLine, nodeTable } from './format.js';
 
 /** What the commands need of the admin client (AdminClient, or a fake in tests). */
@@ -28,24 +28,7 @@ export function addAdminCommands(
   deps: CliDeps,
   createAdmin: (options: CinodeClientOptions) => AdminApi = (options) => new AdminClient(options),
 ): void {
-  /** Runs one command: a client from the global options, the call, its output (the API body with --json). */
-  const action =
-    (run: (client: AdminApi, command: Command) => Promise<{ json: unknown; human: string }>) =>
-    async (...args: unknown[]): Promise<void> => {
-      // commander passes the command itself last.
-      const command = args[args.length - 1] as Command;
-      const globals = command.optsWithGlobals<GlobalOptions>();
-      let client: AdminApi;
-      try {
-        client = createAdmin(clientOptions(globals, deps, true, 'a project with admin: true'));
-      } catch (error) {
-        if (error instanceof UsageError) throw error;
-        // The client refuses a malformed URL before sending anything.
-        throw new UsageError(error instanceof Error ? error.message : String(error));
-      }
-      const output = await run(client, command);
-      deps.stdout(globals.json ? `${JSON.stringify(output.json, null, 2)}\n` : output.human);
-    };
+  const action = actionsFor(deps, createAdmin, 'a project with admin: true');
 
   const admin = program
     .command('admin')

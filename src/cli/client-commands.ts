@@ -55,7 +55,7 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export interface GlobalOptions {
+interface GlobalOptions {
   url?: string;
   key?: string;
   keyInQuery?: boolean;
@@ -64,7 +64,7 @@ export interface GlobalOptions {
 }
 
 /** The result a command prints: `json` for --json, `human` otherwise; `note` goes to stderr. */
-interface Output {
+export interface Output {
   json: unknown;
   human: string;
   note?: string;
@@ -109,25 +109,7 @@ export function createProgram(deps: CliDeps): Command {
     .option('--json', 'print the result as JSON instead of text')
     .addHelpText('afterAll', exitCodeHelp());
 
-  /** Runs one command: a client from the global options, the call, its output. */
-  const action =
-    (run: (client: CinodeApi, command: Command) => Promise<Output>, keyed: (command: Command) => boolean = () => true) =>
-    async (...args: unknown[]): Promise<void> => {
-      // commander passes the command itself last.
-      const command = args[args.length - 1] as Command;
-      const globals = command.optsWithGlobals<GlobalOptions>();
-      const options = clientOptions(globals, deps, keyed(command));
-      let client: CinodeApi;
-      try {
-        client = deps.createClient(options);
-      } catch (error) {
-        // The client refuses a malformed URL before sending anything.
-        throw new UsageError(error instanceof Error ? error.message : String(error));
-      }
-      const output = await run(client, command);
-      if (output.note) deps.stderr(`cinode: ${output.note}\n`);
-      deps.stdout(globals.json ? `${JSON.stringify(output.json, null, 2)}\n` : output.human);
-    };
+  const action = actionsFor(deps, deps.createClient);
 
   const session = program.command('session').description('job sessions: open, end, show, list, extend');
 
@@ -272,10 +254,35 @@ function nodeArgs(command: Command): [string, string[] | undefined] {
 }
 
 /**
+ * Makes the commander actions of a family of commands: each builds its client from the global
+ * options, makes its call and prints the output (the API body with --json). `keyed` says of a
+ * command whether it needs a key; `keyOf` says whose, in the message when none is given.
+ */
+export function actionsFor<Api>(deps: CliDeps, createClient: (options: CinodeClientOptions) => Api, keyOf?: string) {
+  return (run: (client: Api, command: Command) => Promise<Output>, keyed: (command: Command) => boolean = () => true) =>
+    async (...args: unknown[]): Promise<void> => {
+      // commander passes the command itself last.
+      const command = args[args.length - 1] as Command;
+      const globals = command.optsWithGlobals<GlobalOptions>();
+      const options = clientOptions(globals, deps, keyed(command), keyOf);
+      let client: Api;
+      try {
+        client = createClient(options);
+      } catch (error) {
+        // The client refuses a malformed URL before sending anything.
+        throw new UsageError(error instanceof Error ? error.message : String(error));
+      }
+      const output = await run(client, command);
+      if (output.note) deps.stderr(`cinode: ${output.note}\n`);
+      deps.stdout(globals.json ? `${JSON.stringify(output.json, null, 2)}\n` : output.human);
+    };
+}
+
+/**
  * The client's options from the global options and the environment. `keyed`: the calls need a
  * key; `keyOf` says whose, in the message when none is given.
  */
-export function clientOptions(globals: GlobalOptions, deps: CliDeps, keyed: boolean, keyOf?: string): CinodeClientOptions {
+function clientOptions(globals: GlobalOptions, deps: CliDeps, keyed: boolean, keyOf?: string): CinodeClientOptions {
   const url = globals.url ?? deps.env[ENV.url];
   if (url === undefined || url === '') throw new UsageError(`no API URL: give --url or set ${ENV.url}`);
   const key = globals.key ?? deps.env[ENV.key] ?? '';
