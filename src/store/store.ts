@@ -144,7 +144,7 @@ export class StoreTx {
     protected readonly db: Kysely<Database>,
     readonly dialect: Dialect,
     inTransaction = true,
-    /** Pools without a reclaim command: their released nodes go straight back to `ready`. */
+    /** Static pools without a reclaim command: their released nodes go straight back to `ready`. */
     private readonly poolsWithoutReclaim: readonly string[] = [],
   ) {
     this.lockRows = dialect === 'postgres' && inTransaction;
@@ -158,7 +158,7 @@ export class StoreTx {
     const instant = this.poolsWithoutReclaim;
     if (instant.length === 0) return { state: sql<string>`'reclaiming'`, used_count: sql<number>`nodes.used_count` };
     // A node that carries a project's SSH keys goes through reclaim, which takes them off.
-    const isInstant = sql`nodes.pool in (${sql.join(instant)}) and nodes.contextualized = 0 and nodes.dynamic = 0`;
+    const isInstant = sql`nodes.pool in (${sql.join(instant)}) and nodes.contextualized = 0`;
     return {
       state: sql<string>`case when ${isInstant} then 'ready' else 'reclaiming' end`,
       used_count: sql<number>`nodes.used_count + case when ${isInstant} then 1 else 0 end`,
