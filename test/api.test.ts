@@ -223,7 +223,7 @@ describe('/Node/fail', () => {
     const view = (await server.get('/Session/show', { ...alpha, ssid: 'flaky' })).json as { hosts: Array<{ hostname: string }>; state: string };
     expect(view.state).toBe('active');
     expect(view.hosts.map((h) => h.hostname)).toEqual([got.hosts[1]]);
-    const stored = await server.server.store.read().inventory();
+    const stored = await server.server.store.read().nodes.list();
     expect(stored.find((n) => n.hostname === got.hosts[0])?.reason).toMatch(/reported broken by project alpha \(alias flaky, session .*\) at \d{4}-/);
   });
 

@@ -31,7 +31,7 @@ function statusCounts(replies: readonly Reply[]): Record<number, number> {
 }
 
 async function nodeRows() {
-  return server.server.store.read().inventory();
+  return server.server.store.read().nodes.list();
 }
 
 test('200 simultaneous /Node/get on 50 ready nodes: 50 sessions of distinct nodes, 150 capacity refusals', async () => {

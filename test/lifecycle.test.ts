@@ -93,7 +93,7 @@ async function waitForState(s: TestServer, hostnames: readonly string[], state: 
 
 /** The store's own view of a node (its reason is not in the legacy inventory). */
 async function storeNode(s: TestServer, hostname: string) {
-  return (await s.server.store.read().inventory()).find((n) => n.hostname === hostname);
+  return (await s.server.store.read().nodes.list()).find((n) => n.hostname === hostname);
 }
 
 async function show(s: TestServer, ssid: string, key: string = KEYS.alpha): Promise<Show> {

@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import pg from 'pg';
 import type { Node } from '../src/core/model.js';
+import { Catalog } from '../src/core/catalog.js';
+import { move } from '../src/core/lifecycle.js';
 import { Reaper } from '../src/core/reaper.js';
 import { isDatabaseUnavailable, isRetryableConflict } from '../src/store/errors.js';
 import { openStore } from '../src/store/open.js';
@@ -91,7 +93,7 @@ describe('PostgreSQL support that needs no server', () => {
       let attempts = 0;
       const result = await store.transaction(async (tx) => {
         attempts++;
-        await tx.syncProjects([{ name: `attempt-${attempts}`, keyHash: 'h', policy: '{}' }]);
+        await tx.catalog.syncProjects([{ name: `attempt-${attempts}`, keyHash: 'h', policy: '{}' }]);
         if (attempts === 1) throw pgError('40P01', 'deadlock detected');
         return 'committed';
       });
@@ -174,8 +176,8 @@ function nodeRecords(count: number, prefix = 'n') {
 /** Projects `p1..pN` and `nodes` ready nodes; returns the project ids. */
 async function seed(store: Store, projects: number, nodes: number): Promise<number[]> {
   const ids = await store.transaction(async (tx) => {
-    const byName = await tx.syncProjects(Array.from({ length: projects }, (_, i) => ({ name: `p${i + 1}`, keyHash: `hash${i + 1}`, policy: '{}' })));
-    await tx.syncNodes(nodeRecords(nodes), Date.now());
+    const byName = await tx.catalog.syncProjects(Array.from({ length: projects }, (_, i) => ({ name: `p${i + 1}`, keyHash: `hash${i + 1}`, policy: '{}' })));
+    await tx.catalog.syncNodes(nodeRecords(nodes), Date.now());
     return byName;
   });
   return [...ids.values()];
@@ -186,13 +188,14 @@ async function expiredSessions(store: Store, projectId: number, count: number, n
   const past = Date.now() - 60_000;
   await store.transaction(async (tx) => {
     for (let i = 0; i < count; i++) {
-      const session = await tx.insertSession({ ssid: randomUUID(), projectId, alias: null, createdAt: past - 1000, expiresAt: past });
+      const session = await tx.sessions.insert({ ssid: randomUUID(), projectId, alias: null, createdAt: past - 1000, expiresAt: past });
       if (nodesEach > 0) {
-        const nodes = await tx.pickReadyNodes([POOL], nodesEach);
-        await tx.assignNodes(
+        const nodes = await tx.nodes.pickReady([POOL], nodesEach);
+        await tx.nodes.assign(
           session.id,
           nodes.map((n) => n.id),
           past - 1000,
+          move('allocated'),
         );
       }
     }
@@ -240,8 +243,8 @@ describePostgres('several replicas on one PostgreSQL database', () => {
 
     async function reclaimSome(store: Store, owner: string): Promise<void> {
       const now = Date.now();
-      const claimed = await store.transaction((tx) => tx.claimReclaim(owner, now, now + 60_000, 4));
-      for (const node of claimed) await store.transaction((tx) => tx.finishReclaim(node.id, owner, true, { at: Date.now(), reason: 'reclaimed' }));
+      const claimed = await store.transaction((tx) => tx.reclaims.claim(owner, now, now + 60_000, 4));
+      for (const node of claimed) await store.transaction((tx) => tx.reclaims.finish(node.id, owner, move('reclaim-succeeded'), { at: Date.now(), reason: 'reclaimed' }));
     }
 
     async function worker(store: Store, projectId: number, owner: string): Promise<void> {
@@ -249,15 +252,16 @@ describePostgres('several replicas on one PostgreSQL database', () => {
         const count = 1 + (round % 3);
         const now = Date.now();
         const got = await store.transaction(async (tx) => {
-          await tx.lockProject(projectId);
-          const nodes = await tx.pickReadyNodes([POOL], count);
+          await tx.sessions.lockProject(projectId);
+          const nodes = await tx.nodes.pickReady([POOL], count);
           if (nodes.length < count) return undefined; // capacity: nothing is kept
-          const session = await tx.insertSession({ ssid: randomUUID(), projectId, alias: null, createdAt: now, expiresAt: now + 60_000 });
+          const session = await tx.sessions.insert({ ssid: randomUUID(), projectId, alias: null, createdAt: now, expiresAt: now + 60_000 });
           // Stamped after the nodes were taken (not when the request began), for the history check below.
-          await tx.assignNodes(
+          await tx.nodes.assign(
             session.id,
             nodes.map((n) => n.id),
             Date.now(),
+            move('allocated'),
           );
           return { session, nodes };
         });
@@ -272,11 +276,11 @@ describePostgres('several replicas on one PostgreSQL database', () => {
         }
         handedOut += got.nodes.length;
         // Every node handed out really is this session's (another replica did not take it over).
-        const mine = await store.read().nodesOfSession(got.session.id);
+        const mine = await store.read().nodes.ofSession(got.session.id);
         expect(mine.map((n) => n.id).sort()).toEqual(got.nodes.map((n) => n.id).sort());
         await sleep(round % 2);
         for (const node of got.nodes) holder.delete(node.id);
-        await store.transaction((tx) => tx.endSession(got.session.id, 'done', Date.now()));
+        await store.transaction((tx) => tx.sessions.end(got.session.id, 'done', Date.now(), move('session-ended')));
         await reclaimSome(store, owner);
       }
     }
@@ -318,7 +322,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
     const ended: number[] = [];
     async function reapLoop(store: Store): Promise<void> {
       for (;;) {
-        const n = await store.transaction((tx) => tx.expireSessions(Date.now(), 9));
+        const n = await store.transaction((tx) => tx.sessions.expire(Date.now(), 9, move('session-ended')));
         if (n === 0) return;
         ended.push(n);
       }
@@ -336,7 +340,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
 
     // The Reaper itself, on both replicas at once: one pass ends the new batch, the other none of it.
     await expiredSessions(a, p1!, 30, 0);
-    const reaper = (store: Store) => new Reaper({ store, clock: Date.now, intervalMs: 60_000, eventRetention: () => 'never', onRelease: () => undefined, onError: () => undefined });
+    const reaper = (store: Store) => new Reaper({ store, catalog: () => new Catalog([], [], { ver: '7', arch: 'x86_64', defaultFlavor: {} }), clock: Date.now, intervalMs: 60_000, eventRetention: () => 'never', onRelease: () => undefined, onError: () => undefined });
     const counts = await Promise.all([reaper(a).reapOnce(), reaper(b).reapOnce()]);
     expect(counts[0]! + counts[1]!).toBe(30);
   });
@@ -347,7 +351,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
     const soon = Date.now() + 1000;
     const sessions = await a.transaction(async (tx) => {
       const made = [];
-      for (let i = 0; i < 40; i++) made.push(await tx.insertSession({ ssid: randomUUID(), projectId: project!, alias: null, createdAt: Date.now(), expiresAt: soon }));
+      for (let i = 0; i < 40; i++) made.push(await tx.sessions.insert({ ssid: randomUUID(), projectId: project!, alias: null, createdAt: Date.now(), expiresAt: soon }));
       return made;
     });
 
@@ -358,14 +362,15 @@ describePostgres('several replicas on one PostgreSQL database', () => {
       for (let round = 0; round < 5; round++) {
         for (let i = offset; i < sessions.length; i += 4) {
           const outcome = await a.transaction(async (tx) => {
-            await tx.lockProject(project!);
-            const session = await tx.sessionByRef(project!, sessions[i]!.ssid);
+            await tx.sessions.lockProject(project!);
+            const session = await tx.sessions.byRef(project!, sessions[i]!.ssid);
             if (session?.state !== 'active') return 'ended';
-            const nodes = await tx.pickReadyNodes([POOL], 1);
-            await tx.assignNodes(
+            const nodes = await tx.nodes.pickReady([POOL], 1);
+            await tx.nodes.assign(
               session.id,
               nodes.map((n) => n.id),
               Date.now(),
+              move('allocated'),
             );
             return 'added';
           });
@@ -379,7 +384,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
     async function reaper(): Promise<void> {
       await waitFor('the first nodes to be added', () => added >= 4);
       while (reaped < sessions.length) {
-        reaped += await b.transaction((tx) => tx.expireSessions(soon + 1, 3));
+        reaped += await b.transaction((tx) => tx.sessions.expire(soon + 1, 3, move('session-ended')));
         await sleep(1);
       }
     }
@@ -408,7 +413,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
     const claims = new Map<number, string[]>();
     async function claimLoop(store: Store, owner: string): Promise<void> {
       for (;;) {
-        const claimed = await store.transaction((tx) => tx.claimReclaim(owner, now, now + 60_000, 7));
+        const claimed = await store.transaction((tx) => tx.reclaims.claim(owner, now, now + 60_000, 7));
         if (claimed.length === 0) return;
         for (const node of claimed) claims.set(node.id, [...(claims.get(node.id) ?? []), owner]);
       }
@@ -420,15 +425,15 @@ describePostgres('several replicas on one PostgreSQL database', () => {
     expect(owners.size).toBeGreaterThan(1);
 
     // The claims hold for their lease: nothing is claimable again before it lapses...
-    expect(await b.transaction((tx) => tx.claimReclaim('late', now + 1000, now + 61_000, 500))).toEqual([]);
+    expect(await b.transaction((tx) => tx.reclaims.claim('late', now + 1000, now + 61_000, 500))).toEqual([]);
     // ...and once it lapsed (its replica died), another replica takes the work over.
     const later = now + 120_000;
-    const takenOver: Node[] = await b.transaction((tx) => tx.claimReclaim('survivor', later, later + 60_000, 500));
+    const takenOver: Node[] = await b.transaction((tx) => tx.reclaims.claim('survivor', later, later + 60_000, 500));
     expect(takenOver).toHaveLength(120);
     const [first] = takenOver;
     const oldOwner = claims.get(first!.id)![0]!;
-    expect(await a.transaction((tx) => tx.finishReclaim(first!.id, oldOwner, true, { at: later, reason: 'late' }))).toBe(false);
-    expect(await b.transaction((tx) => tx.finishReclaim(first!.id, 'survivor', true, { at: later, reason: 'reclaimed' }))).toBe(true);
+    expect(await a.transaction((tx) => tx.reclaims.finish(first!.id, oldOwner, move('reclaim-succeeded'), { at: later, reason: 'late' }))).toBe(false);
+    expect(await b.transaction((tx) => tx.reclaims.finish(first!.id, 'survivor', move('reclaim-succeeded'), { at: later, reason: 'reclaimed' }))).toBe(true);
   });
 
   test('replicas starting together on a new database migrate and sync it once, then serve from one inventory', async () => {
@@ -605,7 +610,7 @@ describePostgres('a lost PostgreSQL connection', () => {
     cleanups.push(() => store.close());
 
     // One connection busy in a transaction, one idle in the pool, when the network goes.
-    await Promise.all([store.read().nextExpiry(), store.read().nextExpiry(), store.read().nextExpiry()]);
+    await Promise.all([store.read().sessions.nextExpiry(), store.read().sessions.nextExpiry(), store.read().sessions.nextExpiry()]);
     const running = store.db.transaction().execute(async (trx) => {
       await sql`select 1`.execute(trx);
       await sql`select pg_sleep(5)`.execute(trx);
@@ -620,7 +625,7 @@ describePostgres('a lost PostgreSQL connection', () => {
     await waitFor('the idle connection to be reported', () => dropped.length > 0, 5000);
     const meanwhile = await store
       .read()
-      .nextExpiry()
+      .sessions.nextExpiry()
       .then(
         () => undefined,
         (error: unknown) => error,
@@ -633,7 +638,7 @@ describePostgres('a lost PostgreSQL connection', () => {
       () =>
         store
           .read()
-          .nextExpiry()
+          .sessions.nextExpiry()
           .then(
             () => true,
             () => false,

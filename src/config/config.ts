@@ -9,7 +9,7 @@ import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, vi
 import { formatDuration, NEVER, type Lifetime } from '../core/duration.js';
 import type { Pool, ProjectPolicy } from '../core/model.js';
 import type { SshSettings } from '../pools/ssh.js';
-import type { NodeRecord } from '../store/store.js';
+import type { NodeRecord } from '../core/storage.js';
 import { hashKey } from '../core/catalog.js';
 import { contextualizeSchema, defaultsSchema, errorMap, poolSchema, projectSchema, topSchema, type PolicyKey } from './schema.js';
 

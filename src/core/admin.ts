@@ -5,12 +5,15 @@
  * reclaim first, as after any use: nobody knows what happened to it while it was out.
  */
 import type { AdminNodeView, EventView } from '../api/types.js';
+import type { Catalog } from './catalog.js';
 import { CinodeError } from './errors.js';
-import { NODE_STATES, type Node, type NodeState, type Project } from './model.js';
-import type { NodeEvent, Store } from '../store/store.js';
+import type { NodeEvent } from './lifecycle.js';
+import type { Node, NodeState, Project } from './model.js';
+import type { HistoryEvent, Storage } from './storage.js';
 
 export interface AdminDeps {
-  store: Store;
+  store: Storage;
+  catalog: () => Catalog;
   clock: () => number;
   /** Called after a node was sent to reclaim, so its reclaim starts at once. */
   onRelease: () => void;
@@ -18,11 +21,14 @@ export interface AdminDeps {
 
 type Action = 'release' | 'disable' | 'enable';
 
-/** The states each action applies to, and where it sends the node. */
-const ACTIONS: Record<Action, { from: readonly NodeState[]; to: 'reclaiming' | 'disabled'; hint: string }> = {
-  release: { from: ['failed', 'held'], to: 'reclaiming', hint: 'release returns failed and held nodes to service' },
-  disable: { from: ['ready', 'failed', 'held'], to: 'disabled', hint: 'disable takes ready, failed and held nodes out of service' },
-  enable: { from: ['disabled'], to: 'reclaiming', hint: 'enable returns disabled nodes to service' },
+/**
+ * The states each action applies to, and the lifecycle event it is for a node in that state. A
+ * held node is in a session: returning it to service releases it from there as after any use.
+ */
+const ACTIONS: Record<Action, { events: Partial<Record<NodeState, NodeEvent>>; hint: string }> = {
+  release: { events: { failed: 'returned-to-service', held: 'released' }, hint: 'release returns failed and held nodes to service' },
+  disable: { events: { ready: 'disabled', failed: 'disabled', held: 'disabled' }, hint: 'disable takes ready, failed and held nodes out of service' },
+  enable: { events: { disabled: 'returned-to-service' }, hint: 'enable returns disabled nodes to service' },
 };
 
 function iso(ms: number): string {
@@ -45,13 +51,9 @@ function nodeView(node: Node & { ssid: string | null }): AdminNodeView {
   };
 }
 
-function eventView(event: NodeEvent): EventView {
+function eventView(event: HistoryEvent): EventView {
   const { id: _id, at, ...rest } = event;
   return { at: iso(at), ...rest };
-}
-
-export function parseNodeState(value: string): NodeState | undefined {
-  return (NODE_STATES as readonly string[]).includes(value) ? (value as NodeState) : undefined;
 }
 
 export class AdminService {
@@ -65,17 +67,17 @@ export class AdminService {
   }
 
   async nodes(state?: NodeState): Promise<AdminNodeView[]> {
-    return (await this.deps.store.read().listNodes(state)).map(nodeView);
+    return (await this.deps.store.read().nodes.list(state)).map(nodeView);
   }
 
   /** The history of a node or a session (by ssid or alias: the events of every session of that alias). */
   async events(filter: { hostname?: string; session?: string }, limit: number): Promise<EventView[]> {
     const tx = this.deps.store.read();
     if (filter.hostname !== undefined) {
-      if (!(await tx.nodeByHostname(filter.hostname))) throw this.noNode(filter.hostname);
-      return (await tx.events({ hostname: filter.hostname }, limit)).map(eventView);
+      if (!(await tx.nodes.byHostname(filter.hostname))) throw this.noNode(filter.hostname);
+      return (await tx.events.list({ hostname: filter.hostname }, limit)).map(eventView);
     }
-    return (await tx.events({ session: filter.session }, limit)).map(eventView);
+    return (await tx.events.list({ session: filter.session }, limit)).map(eventView);
   }
 
   release(hostname: string, operator: Project): Promise<AdminNodeView> {
@@ -95,20 +97,22 @@ export class AdminService {
   }
 
   private async act(action: Action, hostname: string, operator: Project): Promise<AdminNodeView> {
-    const { from, to, hint } = ACTIONS[action];
+    const { events, hint } = ACTIONS[action];
     const view = await this.deps.store.transaction(async (tx) => {
-      const node = await tx.nodeByHostname(hostname);
+      const node = await tx.nodes.byHostname(hostname);
       if (!node || node.retired) throw this.noNode(hostname);
-      if (!from.includes(node.state)) {
+      const event = events[node.state];
+      if (event === undefined) {
         const where = node.ssid ? ` in session ${node.ssid}` : '';
         throw new CinodeError('wrong-state', `Node ${hostname} is ${node.state}${where}; ${hint}`);
       }
       const change = { at: this.deps.clock(), reason: `${action}d by an operator of project ${operator.name}` };
-      if (node.state === 'held') await tx.takeFromSession(node, to, change);
-      else await tx.setNodeStates([node.id], to, change);
-      return nodeView((await tx.nodeByHostname(hostname))!);
+      const moved = this.deps.catalog().move(event);
+      if (node.sessionId !== null) await tx.nodes.leave(node.sessionId, [node.id], moved, change);
+      else await tx.nodes.apply([node.id], moved, change);
+      return nodeView((await tx.nodes.byHostname(hostname))!);
     });
-    if (to === 'reclaiming') this.deps.onRelease();
+    if (action !== 'disable') this.deps.onRelease();
     return view;
   }
 }

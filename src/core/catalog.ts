@@ -3,6 +3,7 @@
  * the pools that can serve a ver/arch/flavor. Replaced whole when the configuration is reloaded.
  */
 import { createHash } from 'node:crypto';
+import { aftercareOf, move, type NodeEvent, type NodeMove } from './lifecycle.js';
 import type { Pool, Project } from './model.js';
 
 export interface Defaults {
@@ -19,6 +20,8 @@ export function hashKey(key: string): string {
 
 export class Catalog {
   private readonly projectsByKeyHash: Map<string, Project>;
+  /** Static pools without a reclaim command: a node back from use is ready at once. */
+  readonly poolsWithoutAftercare: readonly string[];
 
   constructor(
     projects: ReadonlyArray<Project & { keyHash: string }>,
@@ -26,6 +29,12 @@ export class Catalog {
     readonly defaults: Defaults,
   ) {
     this.projectsByKeyHash = new Map(projects.map((p) => [p.keyHash, { id: p.id, name: p.name, policy: p.policy, sshKeys: p.sshKeys }]));
+    this.poolsWithoutAftercare = pools.filter((p) => aftercareOf(p, { contextualized: false }) === 'none').map((p) => p.name);
+  }
+
+  /** The lifecycle's move for `event`, knowing which pools need no aftercare under this configuration. */
+  move(event: NodeEvent, extra: Omit<NodeMove, 'event' | 'transition' | 'poolsWithoutAftercare'> = {}): NodeMove {
+    return move(event, this.poolsWithoutAftercare, extra);
   }
 
   /** The project an API key belongs to. Keys are compared by hash only. */

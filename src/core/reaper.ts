@@ -4,14 +4,16 @@
  * `/Node/fail`), whatever their session's lifetime, and drops events older than the event
  * retention. It looks every `intervalMs`; sessions that never expire are never reaped by time.
  */
-import type { Store } from '../store/store.js';
+import type { Catalog } from './catalog.js';
+import type { Storage } from './storage.js';
 import { NEVER, type Lifetime } from './duration.js';
 
 /** Sessions ended per transaction: big enough to reap thousands fast, small enough to keep locks short. */
 const REAP_BATCH = 1000;
 
 export interface ReaperDeps {
-  store: Store;
+  store: Storage;
+  catalog: () => Catalog;
   clock: () => number;
   intervalMs: number;
   /** How long events are kept (the configuration's `event-retention`). */
@@ -62,19 +64,19 @@ export class Reaper {
     const now = this.deps.clock();
     let total = 0;
     for (;;) {
-      const ended = await this.deps.store.transaction((tx) => tx.expireSessions(now, REAP_BATCH));
+      const ended = await this.deps.store.transaction((tx) => tx.sessions.expire(now, REAP_BATCH, this.deps.catalog().move('session-ended')));
       total += ended;
       if (ended < REAP_BATCH) break;
     }
     let released = 0;
     for (;;) {
-      const ended = await this.deps.store.transaction((tx) => tx.endHolds(now, REAP_BATCH));
+      const ended = await this.deps.store.transaction((tx) => tx.nodes.endHolds(now, REAP_BATCH, this.deps.catalog().move('hold-ended')));
       released += ended;
       if (ended < REAP_BATCH) break;
     }
     if (total + released > 0) this.deps.onRelease();
     const retention = this.deps.eventRetention();
-    if (retention !== NEVER) await this.deps.store.transaction((tx) => tx.pruneEvents(now - retention));
+    if (retention !== NEVER) await this.deps.store.transaction((tx) => tx.events.prune(now - retention));
     return total;
   }
 }

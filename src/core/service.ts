@@ -7,13 +7,13 @@ import type { Catalog } from './catalog.js';
 import { formatDuration, NEVER, type Lifetime } from './duration.js';
 import { badRequest, CAPACITY_MESSAGE, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
 import { LEGACY_STATE_NAMES, type Contextualizer, type Node, type Pool, type Project, type ProjectPolicy, type Session } from './model.js';
-import type { Store, StoreTx } from '../store/store.js';
+import type { Storage, StorageTx } from './storage.js';
 
 /** Seconds a caller is told to wait when no node is ready. */
 export const CAPACITY_RETRY_AFTER_SECONDS = 10;
 
 export interface ServiceDeps {
-  store: Store;
+  store: Storage;
   catalog: () => Catalog;
   /** Milliseconds since the epoch. */
   clock: () => number;
@@ -100,7 +100,7 @@ export class AllocationService {
     let shortfall: { pools: Pool[]; missing: number } | undefined;
     const allocation = await this.deps.store.transaction(async (tx): Promise<Allocation> => {
       shortfall = undefined;
-      await tx.lockProject(project.id);
+      await tx.sessions.lockProject(project.id);
       // Read after the lock: the rate limit counts what committed before this request's turn.
       const now = this.deps.clock();
       let session: Session | undefined;
@@ -116,7 +116,7 @@ export class AllocationService {
         throw new CinodeError('count-too-large', `count ${count} exceeds the ${capacity} nodes ${pools.length > 1 ? 'pools' : 'pool'} ${names} can hold`);
       }
       if (!session) await this.checkRateLimit(tx, project, now);
-      const nodes = await tx.pickReadyNodes(
+      const nodes = await tx.nodes.pickReady(
         pools.map((p) => p.name),
         count,
       );
@@ -128,18 +128,18 @@ export class AllocationService {
       // last one ended, and that release may have committed while this request waited.
       const assignedAt = this.deps.clock();
       const created = session === undefined;
-      session ??= await tx.insertSession({
+      session ??= await tx.sessions.insert({
         ssid: this.deps.newSsid(),
         projectId: project.id,
         alias: null,
         createdAt: assignedAt,
         expiresAt: this.expiryFor(project, undefined, assignedAt),
       });
-      await tx.assignNodes(
+      await tx.nodes.assign(
         session.id,
         nodes.map((n) => n.id),
         assignedAt,
-        contextualizer !== null,
+        catalog.move('allocated', { withKeys: contextualizer !== null }),
       );
       return { sessionId: session.id, ssid: session.ssid, created, nodes, pools: pools.map((p) => p.name) };
     }).catch((error: unknown) => {
@@ -159,6 +159,7 @@ export class AllocationService {
    * the caller gets the capacity answer.
    */
   private async contextualize(project: Project, contextualizer: Contextualizer, allocation: Allocation): Promise<Node[]> {
+    const catalog = this.deps.catalog();
     const prepared: Node[] = [];
     let trying = allocation.nodes;
     while (trying.length > 0) {
@@ -170,15 +171,15 @@ export class AllocationService {
         const now = this.deps.clock();
         for (const { node, result } of broken) {
           const reason = `could not be contextualized for project ${project.name}: ${result.reason}`;
-          await tx.quarantineNodes(allocation.sessionId, [node.id], now, reason, null, result.stderr);
+          await tx.nodes.leave(allocation.sessionId, [node.id], catalog.move('keys-failed'), { at: now, reason, detail: result.stderr });
         }
-        const spare = await tx.pickReadyNodes(allocation.pools, broken.length);
+        const spare = await tx.nodes.pickReady(allocation.pools, broken.length);
         if (spare.length < broken.length) return [];
-        await tx.assignNodes(
+        await tx.nodes.assign(
           allocation.sessionId,
           spare.map((n) => n.id),
           now,
-          true,
+          catalog.move('allocated', { withKeys: true }),
         );
         return spare;
       });
@@ -194,16 +195,18 @@ export class AllocationService {
 
   /** Takes the keys off the prepared nodes and gives them back; a node that keeps them is quarantined. */
   private async undoAllocation(project: Project, contextualizer: Contextualizer, allocation: Allocation, prepared: readonly Node[]): Promise<void> {
+    const catalog = this.deps.catalog();
     const outcomes = await Promise.all(prepared.map(async (node) => ({ node, result: await contextualizer.remove(node) })));
     await this.deps.store.transaction(async (tx) => {
       const now = this.deps.clock();
       const cleaned = outcomes.filter((o) => o.result.ok).map((o) => o.node.id);
-      await tx.unassignNodes(allocation.sessionId, cleaned, now, 'request undone: too few nodes could be contextualized');
+      const undone = { at: now, reason: 'request undone: too few nodes could be contextualized' };
+      await tx.nodes.leave(allocation.sessionId, cleaned, catalog.move('allocation-undone'), undone);
       for (const { node, result } of outcomes.filter((o) => !o.result.ok)) {
         const reason = `could not take the SSH keys of project ${project.name} off again: ${result.reason}`;
-        await tx.quarantineNodes(allocation.sessionId, [node.id], now, reason, null, result.stderr);
+        await tx.nodes.leave(allocation.sessionId, [node.id], catalog.move('keys-failed'), { at: now, reason, detail: result.stderr });
       }
-      if (allocation.created) await tx.deleteSession(allocation.sessionId, { at: now, reason: 'request undone: too few nodes could be contextualized' });
+      if (allocation.created) await tx.sessions.remove(allocation.sessionId, undone);
     });
     this.deps.onRelease();
   }
@@ -214,20 +217,21 @@ export class AllocationService {
    */
   async doneNodes(project: Project, ref: string, hostnames?: readonly string[]): Promise<'done' | 'not-in-prod'> {
     const now = this.deps.clock();
+    const catalog = this.deps.catalog();
     const outcome = await this.deps.store.transaction(async (tx) => {
       const session = await this.sessionFor(tx, project, ref);
       if (hostnames === undefined) {
         if (session.state !== 'active') return 'not-in-prod' as const;
-        await tx.endSession(session.id, 'done', now);
+        await tx.sessions.end(session.id, 'done', now, catalog.move('session-ended'));
         return 'done' as const;
       }
       if (session.state !== 'active') throw notActive(session.ssid);
       const nodes = await this.nodesNamed(tx, session, hostnames);
-      await tx.releaseNodes(
+      await tx.nodes.leave(
         session.id,
         nodes.map((n) => n.id),
-        now,
-        `released by ${project.name}`,
+        catalog.move('released'),
+        { at: now, reason: `released by ${project.name}` },
       );
       return 'done' as const;
     });
@@ -241,40 +245,41 @@ export class AllocationService {
    */
   async failNodes(project: Project, ref: string, hostnames?: readonly string[]): Promise<void> {
     const now = this.deps.clock();
+    const catalog = this.deps.catalog();
     await this.deps.store.transaction(async (tx) => {
-      await tx.lockProject(project.id);
+      await tx.sessions.lockProject(project.id);
       const session = await this.activeSession(tx, project, ref);
-      const inSession = hostnames === undefined ? await tx.nodesOfSession(session.id) : await this.nodesNamed(tx, session, hostnames);
+      const inSession = hostnames === undefined ? await tx.nodes.ofSession(session.id) : await this.nodesNamed(tx, session, hostnames);
       const newlyCounted = inSession.filter((n) => n.state === 'deployed').length;
-      const counted = await tx.countFailedAndHeld(project.id);
+      const counted = await tx.nodes.countFailedAndHeld(project.id);
       if (counted + newlyCounted > project.policy.maxFailedNodes) {
         throw new CinodeError('policy', 'Exceeded maximum allowed fail nodes limit, please release other machines to continue');
       }
       if (hostnames === undefined) {
         const holdUntil = now + project.policy.failHoldMs;
-        await tx.holdNodes(session.id, now, `held for debugging by ${project.name} until ${iso(holdUntil)}`, holdUntil);
-        if (session.expiresAt !== null && session.expiresAt < holdUntil) await tx.setSessionExpiry(session.id, holdUntil);
+        const reason = `held for debugging by ${project.name} until ${iso(holdUntil)}`;
+        await tx.nodes.hold(session.id, catalog.move('held', { holdUntil }), { at: now, reason });
+        if (session.expiresAt !== null && session.expiresAt < holdUntil) await tx.sessions.setExpiry(session.id, holdUntil);
         return;
       }
       const reason = `reported broken by project ${project.name} (alias ${session.alias ?? 'none'}, session ${session.ssid}) at ${iso(now)}`;
-      await tx.quarantineNodes(
+      await tx.nodes.leave(
         session.id,
         inSession.map((n) => n.id),
-        now,
-        reason,
-        project.id,
+        catalog.move('reported-broken', { reporter: project.id }),
+        { at: now, reason },
       );
     });
   }
 
   /** `/Inventory` with a key: `[hostname, ssid]` for each node in the project's active sessions. */
   async projectInventory(project: Project): Promise<Array<[string, string]>> {
-    return this.deps.store.read().projectInventory(project.id);
+    return this.deps.store.read().nodes.projectInventory(project.id);
   }
 
   /** `/Inventory` without a key: every managed node as a 14-element legacy row, by id. */
   async publicInventory(): Promise<InventoryRow[]> {
-    const rows = await this.deps.store.read().inventory();
+    const rows = await this.deps.store.read().nodes.list();
     return rows.map((n) => [
       n.id,
       n.hostname,
@@ -297,17 +302,17 @@ export class AllocationService {
   async getSession(project: Project, request: SessionGetRequest): Promise<SessionGetResult> {
     const now = this.deps.clock();
     return this.deps.store.transaction(async (tx) => {
-      await tx.lockProject(project.id);
+      await tx.sessions.lockProject(project.id);
       if (request.alias !== undefined) {
-        const existing = await tx.activeSessionByAlias(project.id, request.alias);
+        const existing = await tx.sessions.activeByAlias(project.id, request.alias);
         if (existing) {
-          const nodes = await tx.nodesOfSession(existing.id);
+          const nodes = await tx.nodes.ofSession(existing.id);
           return { ...this.sessionSummary(existing, nodes), created: false };
         }
       }
       const expiresAt = this.expiryFor(project, request.lifetime, now);
       await this.checkRateLimit(tx, project, now);
-      const session = await tx.insertSession({
+      const session = await tx.sessions.insert({
         ssid: this.deps.newSsid(),
         projectId: project.id,
         alias: request.alias ?? null,
@@ -324,7 +329,7 @@ export class AllocationService {
     const ended = await this.deps.store.transaction(async (tx) => {
       const session = await this.sessionFor(tx, project, ref);
       if (session.state !== 'active') return false;
-      await tx.endSession(session.id, 'done', now);
+      await tx.sessions.end(session.id, 'done', now, this.deps.catalog().move('session-ended'));
       return true;
     });
     if (ended) this.deps.onRelease();
@@ -333,13 +338,13 @@ export class AllocationService {
   async showSession(project: Project, ref: string): Promise<SessionView> {
     const tx = this.deps.store.read();
     const session = await this.sessionFor(tx, project, ref);
-    return sessionView(session, await tx.nodesOfSession(session.id));
+    return sessionView(session, await tx.nodes.ofSession(session.id));
   }
 
   async listSessions(project: Project): Promise<SessionView[]> {
     const tx = this.deps.store.read();
-    const sessions = await tx.activeSessions(project.id);
-    const nodes = await tx.nodesOfSessions(sessions.map((s) => s.id));
+    const sessions = await tx.sessions.active(project.id);
+    const nodes = await tx.nodes.ofSessions(sessions.map((s) => s.id));
     return sessions.map((s) => sessionView(s, nodes.get(s.id) ?? []));
   }
 
@@ -349,8 +354,8 @@ export class AllocationService {
     return this.deps.store.transaction(async (tx) => {
       const session = await this.activeSession(tx, project, ref);
       const expiresAt = this.expiryFor(project, lifetime, now);
-      await tx.setSessionExpiry(session.id, expiresAt);
-      return sessionView({ ...session, expiresAt }, await tx.nodesOfSession(session.id));
+      await tx.sessions.setExpiry(session.id, expiresAt);
+      return sessionView({ ...session, expiresAt }, await tx.nodes.ofSession(session.id));
     });
   }
 
@@ -361,21 +366,21 @@ export class AllocationService {
   }
 
   /** The caller's session by ssid or alias; another project's is as unknown as a made-up one. */
-  private async sessionFor(tx: StoreTx, project: Project, ref: string): Promise<Session> {
-    const session = await tx.sessionByRef(project.id, ref);
+  private async sessionFor(tx: StorageTx, project: Project, ref: string): Promise<Session> {
+    const session = await tx.sessions.byRef(project.id, ref);
     if (!session) throw invalidSession();
     return session;
   }
 
-  private async activeSession(tx: StoreTx, project: Project, ref: string): Promise<Session> {
+  private async activeSession(tx: StorageTx, project: Project, ref: string): Promise<Session> {
     const session = await this.sessionFor(tx, project, ref);
     if (session.state !== 'active') throw notActive(session.ssid);
     return session;
   }
 
   /** The session's nodes with those hostnames; any other hostname is refused by name. */
-  private async nodesNamed(tx: StoreTx, session: Session, hostnames: readonly string[]): Promise<Node[]> {
-    const nodes = await tx.nodesOfSession(session.id);
+  private async nodesNamed(tx: StorageTx, session: Session, hostnames: readonly string[]): Promise<Node[]> {
+    const nodes = await tx.nodes.ofSession(session.id);
     const byHostname = new Map(nodes.map((n) => [n.hostname, n]));
     return hostnames.map((hostname) => {
       const node = byHostname.get(hostname);
@@ -384,16 +389,16 @@ export class AllocationService {
     });
   }
 
-  private async checkQuota(tx: StoreTx, policy: ProjectPolicy, requested: number, projectId: number): Promise<void> {
-    const allocated = await tx.countProjectNodes(projectId);
+  private async checkQuota(tx: StorageTx, policy: ProjectPolicy, requested: number, projectId: number): Promise<void> {
+    const allocated = await tx.nodes.countInUse(projectId);
     if (requested + allocated > policy.nodeQuota) {
       throw new CinodeError('policy', `Quota exceeded: requested ${requested} + allocated ${allocated} > quota ${policy.nodeQuota}`);
     }
   }
 
-  private async checkRateLimit(tx: StoreTx, project: Project, now: number): Promise<void> {
+  private async checkRateLimit(tx: StorageTx, project: Project, now: number): Promise<void> {
     const { sessions, windowMs } = project.policy.rateLimit;
-    const recent = await tx.sessionsCreatedSince(project.id, now - windowMs);
+    const recent = await tx.sessions.createdSince(project.id, now - windowMs);
     if (recent.count >= sessions) {
       const waitMs = (recent.oldest ?? now) + windowMs - now;
       throw new CinodeError(

@@ -7,7 +7,8 @@
  * before the next try, longer after each failure in a row, instead of looping on a broken cloud.
  */
 import type { CommandPoolSettings, Pool } from '../core/model.js';
-import type { ProvisionedNode, Store } from '../store/store.js';
+import { move } from '../core/lifecycle.js';
+import type { ProvisionedNode, Storage } from '../core/storage.js';
 import { runCommand } from './command.js';
 import { stderrDetail } from './reclaim.js';
 import { BackgroundWorker } from './worker.js';
@@ -60,7 +61,7 @@ export function parseProvisionOutput(stdout: string): { nodes: ProvisionedNode[]
 }
 
 export interface FillDeps {
-  store: Store;
+  store: Storage;
   clock: () => number;
   pools: () => ReadonlyMap<string, Pool>;
   owner: string;
@@ -132,12 +133,11 @@ export class FillWorker extends BackgroundWorker {
       state.target = 0;
     }
     if (settings.maxReadyAgeMs !== null) {
-      const retired = await this.deps.store.transaction((tx) =>
-        tx.retireStaleReady(pool.name, now - settings.maxReadyAgeMs!, {
-          at: now,
-          reason: `ready for longer than max-ready-age, replaced`,
-        }),
-      );
+      const retired = await this.deps.store.transaction(async (tx) => {
+        const stale = await tx.nodes.readySince(pool.name, now - settings.maxReadyAgeMs!);
+        await tx.nodes.apply(stale, move('ready-too-long'), { at: now, reason: `ready for longer than max-ready-age, replaced` });
+        return stale.length;
+      });
       if (retired > 0) this.deps.onRetire();
     }
     if (state.pausedUntil > now) {
@@ -145,8 +145,8 @@ export class FillWorker extends BackgroundWorker {
       return;
     }
     const claim = await this.deps.store.transaction(async (tx) => {
-      await tx.lockPool(pool.name);
-      const counts = await tx.poolCounts(pool.name, now);
+      await tx.provisions.lockPool(pool.name);
+      const counts = await tx.provisions.counts(pool.name, now);
       if (state.missing > 0) {
         state.target = Math.max(state.target, counts.ready + state.missing);
         state.missing = 0;
@@ -157,7 +157,7 @@ export class FillWorker extends BackgroundWorker {
       const count = Math.min(wanted, room, settings.maxParallel - counts.provisioning);
       if (count <= 0) return undefined;
       const leaseUntil = now + settings.commandTimeoutMs + CLAIM_GRACE_MS;
-      return { id: await tx.startProvision(pool.name, count, this.deps.owner, now, leaseUntil), count };
+      return { id: await tx.provisions.start(pool.name, count, this.deps.owner, now, leaseUntil), count };
     });
     if (!claim) return;
     this.track(this.provision(pool, settings, claim.id, claim.count));
@@ -184,7 +184,7 @@ export class FillWorker extends BackgroundWorker {
     const { nodes, problems } = parseProvisionOutput(result.stdout);
     const now = this.deps.clock();
     const outcome = await this.deps.store.transaction(async (tx) => {
-      const made = await tx.finishProvision(claimId, pool, nodes, { at: now, reason: `provisioned by pool ${pool.name}` });
+      const made = await tx.provisions.finish(claimId, pool, nodes, { at: now, reason: `provisioned by pool ${pool.name}` });
       const refused = made.refused.map((h) => `${h}: another node already has this hostname`);
       const shortBy = count - made.added.length;
       const problem = !result.ok
@@ -194,10 +194,10 @@ export class FillWorker extends BackgroundWorker {
           : shortBy > 0
             ? `provision printed ${made.added.length} node(s) of ${count} asked`
             : null;
-      if (problem !== null) await tx.recordPoolEvent(pool.name, { at: now, reason: problem, detail: stderrDetail(result) });
+      if (problem !== null) await tx.events.recordPool(pool.name, { at: now, reason: problem, detail: stderrDetail(result) });
       // A demand met is dropped now, before a caller can take the nodes: a later look would find
       // them gone and provision the same number again.
-      if (state.target > 0 && (await tx.poolCounts(pool.name, now)).ready >= state.target) state.target = 0;
+      if (state.target > 0 && (await tx.provisions.counts(pool.name, now)).ready >= state.target) state.target = 0;
       return { added: made.added, problem };
     });
     this.deps.onProvisioned?.(pool.name, outcome.added, outcome.problem);

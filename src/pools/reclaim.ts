@@ -13,7 +13,8 @@
  * by another replica once the lease lapses).
  */
 import type { Contextualizer, MachineOutcome, Node, Pool } from '../core/model.js';
-import type { Change, Store } from '../store/store.js';
+import { move } from '../core/lifecycle.js';
+import type { Change, Storage } from '../core/storage.js';
 import { runCommand } from './command.js';
 import { BackgroundWorker } from './worker.js';
 
@@ -37,7 +38,7 @@ export function stderrDetail(result: { stderr?: string }): string | null {
 }
 
 export interface ReclaimDeps {
-  store: Store;
+  store: Storage;
   clock: () => number;
   pools: () => ReadonlyMap<string, Pool>;
   /** How SSH keys are taken off nodes; null when the configuration does not contextualize. */
@@ -61,7 +62,7 @@ export class ReclaimWorker extends BackgroundWorker {
     while (!this.stopped && this.active < this.deps.parallel) {
       const now = this.deps.clock();
       const claimed = await this.deps.store.transaction((tx) =>
-        tx.claimReclaim(this.deps.owner, now, now + LEASE_GRACE_MS, this.deps.parallel - this.active),
+        tx.reclaims.claim(this.deps.owner, now, now + LEASE_GRACE_MS, this.deps.parallel - this.active),
       );
       if (claimed.length === 0) return;
       for (const node of claimed) {
@@ -74,7 +75,7 @@ export class ReclaimWorker extends BackgroundWorker {
   /** Extends this worker's claim on the node to cover `workMs`; false when the claim was lost. */
   private async extendClaim(node: Node, workMs: number): Promise<boolean> {
     const until = this.deps.clock() + workMs + LEASE_GRACE_MS;
-    return this.deps.store.transaction((tx) => tx.extendReclaimLease(node.id, this.deps.owner, until));
+    return this.deps.store.transaction((tx) => tx.reclaims.extend(node.id, this.deps.owner, until));
   }
 
   private async reclaim(node: Node): Promise<void> {
@@ -100,7 +101,7 @@ export class ReclaimWorker extends BackgroundWorker {
         await this.finish(node, { ...removed, reason: `could not remove the SSH keys of the last project: ${removed.reason}` });
         return;
       }
-      await this.deps.store.transaction((tx) => tx.markDecontextualized(node.id));
+      await this.deps.store.transaction((tx) => tx.reclaims.markKeysRemoved(node.id));
     }
     if (!pool.reclaim) {
       await this.finish(node, { ok: true, reason: null });
@@ -122,7 +123,7 @@ export class ReclaimWorker extends BackgroundWorker {
   private async finish(node: Node, result: MachineOutcome): Promise<void> {
     if (this.stopped && !result.ok) return; // killed by shutdown: leave it for the next start
     const change: Change = { at: this.deps.clock(), reason: result.reason ?? 'reclaimed', detail: stderrDetail(result) };
-    const recorded = await this.deps.store.transaction((tx) => tx.finishReclaim(node.id, this.deps.owner, result.ok, change));
+    const recorded = await this.deps.store.transaction((tx) => tx.reclaims.finish(node.id, this.deps.owner, move(result.ok ? 'reclaim-succeeded' : 'reclaim-failed'), change));
     if (recorded) this.deps.onReclaimed?.(node, result.ok, result.reason);
   }
 
@@ -144,7 +145,7 @@ export class ReclaimWorker extends BackgroundWorker {
     const detail = stderrDetail(result);
     if (result.ok) {
       const change = { at: now, reason: `deprovisioned (${node.reason ?? 'released'})`, detail };
-      const recorded = await this.deps.store.transaction((tx) => tx.finishDeprovision(node.id, this.deps.owner, change));
+      const recorded = await this.deps.store.transaction((tx) => tx.reclaims.finish(node.id, this.deps.owner, move('deprovision-succeeded'), change));
       if (recorded) this.deps.onReclaimed?.(node, true, change.reason);
       return;
     }
@@ -155,7 +156,12 @@ export class ReclaimWorker extends BackgroundWorker {
       ? `deprovision failed ${attempt} times, left for an operator: ${result.reason}`
       : `deprovision attempt ${attempt} of ${DEPROVISION_ATTEMPTS} failed, next in ${pauseMs / 1000}s: ${result.reason}`;
     const recorded = await this.deps.store.transaction((tx) =>
-      tx.failDeprovision(node.id, this.deps.owner, { at: now, reason, detail }, giveUp ? null : now + pauseMs),
+      tx.reclaims.finish(
+        node.id,
+        this.deps.owner,
+        giveUp ? move('deprovision-abandoned') : move('deprovision-failed', [], { retryAt: now + pauseMs }),
+        { at: now, reason, detail },
+      ),
     );
     if (recorded && giveUp) this.deps.onReclaimed?.(node, false, reason);
     if (recorded && !giveUp) this.wakeAfter(`deprovision ${node.id}`, pauseMs + 50);

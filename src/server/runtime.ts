@@ -46,15 +46,13 @@ export interface RunningServer {
 /** Brings the database's projects and nodes in line with the configuration. */
 async function syncCatalog(store: Store, config: CinodeConfig, now: number): Promise<Catalog> {
   const ids = await store.transaction(async (tx) => {
-    const projectIds = await tx.syncProjects(config.projects.map((p) => ({ name: p.name, keyHash: p.keyHash, policy: JSON.stringify(p.policy) })));
-    await tx.syncNodes(
+    const projectIds = await tx.catalog.syncProjects(config.projects.map((p) => ({ name: p.name, keyHash: p.keyHash, policy: JSON.stringify(p.policy) })));
+    await tx.catalog.syncNodes(
       config.pools.flatMap((p) => p.nodes),
       now,
     );
     return projectIds;
   });
-  // Command pools are never in it: their nodes are destroyed after use, never made ready again.
-  store.setPoolsWithoutReclaim(config.pools.filter((p) => !p.reclaim && !p.command).map((p) => p.name));
   const projects = config.projects.map((p) => ({ id: ids.get(p.name)!, name: p.name, keyHash: p.keyHash, policy: p.policy, sshKeys: p.sshKeys }));
   return new Catalog(projects, config.pools, config.defaults);
 }
@@ -84,10 +82,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let config = loadConfig(options.configPath, env);
   checkConfigFiles(config, options.configPath);
   const store = await openStore(config.database);
-  if (store.dialect === 'sqlite') {
+  if (store.exclusive) {
     // Only this process uses the file: reclaims that a crash interrupted start over now. On
     // PostgreSQL other replicas hold live claims: a dead replica's claims are taken once they lapse.
-    await store.read().clearReclaimLeases();
+    await store.read().reclaims.clearAll();
   }
   let catalog = await syncCatalog(store, config, clock());
   let pools = poolMap(config);
@@ -133,9 +131,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (work.fill) fill.kick();
     },
   });
-  const admin = new AdminService({ store, clock, onRelease: () => reclaim.kick() });
+  const admin = new AdminService({ store, catalog: () => catalog, clock, onRelease: () => reclaim.kick() });
   const reaper = new Reaper({
     store,
+    catalog: () => catalog,
     clock,
     intervalMs: config.reaperIntervalMs,
     eventRetention: () => config.eventRetentionMs,
@@ -155,7 +154,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger: log,
     publicInventory: () => config.publicInventory,
     healthCheck: async () => {
-      await store.read().nextExpiry();
+      await store.read().sessions.nextExpiry();
     },
   });
   const listen = options.listen ?? config.listen;

@@ -124,11 +124,19 @@ const machines = (dialect: Dialect): Migration => ({
   },
 });
 
+/** Issue 9: one word per concept: a node a command pool made is `provisioned` (it was `dynamic`). */
+const words: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('nodes').renameColumn('dynamic', 'provisioned').execute();
+  },
+};
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     getMigrations: async () => ({
       '0001_initial': initial(dialect),
       '0002_machines': machines(dialect),
+      '0003_words': words,
     }),
   };
 }

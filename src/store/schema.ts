@@ -3,6 +3,7 @@
  * 0/1 integers, so that SQLite and PostgreSQL store them the same way.
  */
 import type { Generated, Selectable } from 'kysely';
+import type { EndReason, NodeState, SessionState } from '../core/model.js';
 
 export interface ProjectTable {
   id: Generated<number>;
@@ -18,11 +19,11 @@ export interface SessionTable {
   ssid: string;
   project_id: number;
   alias: string | null;
-  state: string;
+  state: SessionState;
   created_at: number;
   expires_at: number | null;
   ended_at: number | null;
-  end_reason: string | null;
+  end_reason: EndReason | null;
 }
 
 export interface NodeTable {
@@ -35,7 +36,7 @@ export interface NodeTable {
   flavor: string | null;
   chassis: string | null;
   console_port: number | null;
-  state: string;
+  state: NodeState;
   session_id: number | null;
   used_count: number;
   retired: number;
@@ -51,8 +52,8 @@ export interface NodeTable {
   data: string | null;
   /** 1 while a project's SSH keys are on the node: release must remove them before reuse. */
   contextualized: Generated<number>;
-  /** 1 for a node a command pool made: the configuration does not list it, and it is never reused. */
-  dynamic: Generated<number>;
+  /** 1 for a node a command pool provisioned: the configuration does not list it, and it is never reused. */
+  provisioned: Generated<number>;
   /** When a held node's hold ends and it goes to reclaim. */
   hold_until: number | null;
   /** Failed deprovision attempts in a row, for the backoff and the give-up. */
@@ -108,7 +109,5 @@ export interface Database {
   provisions: ProvisionTable;
 }
 
-export type ProjectRow = Selectable<ProjectTable>;
 export type SessionRow = Selectable<SessionTable>;
 export type NodeRow = Selectable<NodeTable>;
-export type EventRow = Selectable<EventTable>;

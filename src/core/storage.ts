@@ -1,0 +1,191 @@
+/**
+ * What the allocation domain needs from storage, by concern. The store (src/store) implements it
+ * for SQLite and PostgreSQL; core and the workers see only these interfaces. Every call of one
+ * `transaction()` is all-or-nothing.
+ */
+import type { EventView } from '../api/types.js';
+import type { NodeMove } from './lifecycle.js';
+import type { EndReason, Node, NodeState, Session } from './model.js';
+
+/** What a state change is about, for the event history. */
+export interface Change {
+  at: number;
+  reason: string;
+  /** The command's stderr that goes with it, if any. */
+  detail?: string | null;
+}
+
+export interface NewSession {
+  ssid: string;
+  projectId: number;
+  alias: string | null;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
+/** A node with the ssid of the session holding it, as listings show it. */
+export interface ListedNode extends Node {
+  ssid: string | null;
+}
+
+/** A line of the event history: as the API shows it, with its id and the time in milliseconds. */
+export type HistoryEvent = Omit<EventView, 'at'> & { id: number; at: number };
+
+/** A node as the configuration declares it. */
+export type NodeRecord = Pick<Node, 'hostname' | 'ip' | 'pool' | 'ver' | 'arch' | 'flavor' | 'chassis' | 'consolePort' | 'sshPort'>;
+
+/** A project as the configuration declares it, its policy as JSON. */
+export interface ProjectRecord {
+  name: string;
+  keyHash: string;
+  policy: string;
+}
+
+/** A node a command pool's provision command made. */
+export interface ProvisionedNode {
+  hostname: string;
+  ip: string;
+  sshPort: number | null;
+  data: unknown;
+}
+
+/** How many nodes a command pool has, as the fill worker needs to know. */
+export interface PoolCounts {
+  ready: number;
+  /** Nodes of the pool that exist (any state), plus those being provisioned. */
+  total: number;
+  provisioning: number;
+}
+
+export interface SessionQueries {
+  /**
+   * Serializes the calls of one project (its quota and rate limit are read, then acted on), until
+   * the transaction ends.
+   */
+  lockProject(projectId: number): Promise<void>;
+  /**
+   * A session of the project by ssid, else by alias (its active session, else its latest done
+   * one). Inside a transaction it stays locked until the end, so nobody ends it meanwhile.
+   */
+  byRef(projectId: number, ref: string): Promise<Session | undefined>;
+  /** The project's active session of that alias (locked like `byRef`). */
+  activeByAlias(projectId: number, alias: string): Promise<Session | undefined>;
+  insert(session: NewSession): Promise<Session>;
+  /** Undoes a session a failed request opened: gone, as if never created. Its nodes left it already. */
+  remove(sessionId: number, change: Change): Promise<void>;
+  setExpiry(sessionId: number, expiresAt: number | null): Promise<void>;
+  /** Ends a session; its nodes leave it by `release` (a `session-ended` move). */
+  end(sessionId: number, reason: EndReason, now: number, release: NodeMove): Promise<void>;
+  /** Ends up to `limit` sessions whose expiry has passed, each by exactly one caller; returns how many. */
+  expire(now: number, limit: number, release: NodeMove): Promise<number>;
+  /** The project's active sessions, newest first. */
+  active(projectId: number): Promise<Session[]>;
+  /** How many sessions the project created since `since`, and when the oldest of them was. */
+  createdSince(projectId: number, since: number): Promise<{ count: number; oldest: number | null }>;
+  /** The earliest expiry among active sessions. */
+  nextExpiry(): Promise<number | null>;
+}
+
+export interface NodeQueries {
+  /** Up to `count` ready nodes of the pools, least used first, none that another caller is taking. */
+  pickReady(pools: readonly string[], count: number): Promise<Node[]>;
+  /** Puts ready nodes into a session (an `allocated` move). */
+  assign(sessionId: number, nodeIds: readonly number[], now: number, allocated: NodeMove): Promise<void>;
+  /** Moves nodes out of a session (release, quarantine, undo, disable); nodes not in it are left alone. */
+  leave(sessionId: number, nodeIds: readonly number[], moved: NodeMove, change: Change): Promise<void>;
+  /** Moves nodes that are in no session. */
+  apply(nodeIds: readonly number[], moved: NodeMove, change: Change): Promise<void>;
+  /** Keeps a session's deployed nodes for debugging (a `held` move with its end). */
+  hold(sessionId: number, moved: NodeMove, change: Change): Promise<void>;
+  /** Ends up to `limit` holds that are over (a `hold-ended` move); returns how many. */
+  endHolds(now: number, limit: number, ended: NodeMove): Promise<number>;
+  ofSession(sessionId: number): Promise<Node[]>;
+  /** The nodes of several sessions, by session id. */
+  ofSessions(sessionIds: readonly number[]): Promise<Map<number, Node[]>>;
+  /** Nodes (deployed or held) in the project's active sessions: what the node quota counts. */
+  countInUse(projectId: number): Promise<number>;
+  /** The project's held nodes plus the nodes it reported broken that are still quarantined. */
+  countFailedAndHeld(projectId: number): Promise<number>;
+  /** `[hostname, ssid]` for every node in the project's active sessions. */
+  projectInventory(projectId: number): Promise<Array<[string, string]>>;
+  /** Nodes in service (not retired), optionally of one state, by id. */
+  list(state?: NodeState): Promise<ListedNode[]>;
+  /** A node by hostname, retired ones included (locked until the transaction ends). */
+  byHostname(hostname: string): Promise<(ListedNode & { retired: boolean }) | undefined>;
+  /** The ids of the pool's ready nodes unchanged since `before`, none that another caller is taking. */
+  readySince(pool: string, before: number): Promise<number[]>;
+}
+
+/** Claims on nodes in `reclaiming`: each is worked on by one owner at a time, under a lease. */
+export interface ReclaimQueries {
+  /** Claims up to `limit` nodes whose earlier claim (if any) lapsed, for `owner` until `leaseUntil`. */
+  claim(owner: string, now: number, leaseUntil: number, limit: number): Promise<Node[]>;
+  /** Extends a claim `owner` still holds; false when it lapsed and was taken over. */
+  extend(nodeId: number, owner: string, leaseUntil: number): Promise<boolean>;
+  /** Applies the outcome of the claimed work; false when `owner` no longer holds the claim. */
+  finish(nodeId: number, owner: string, outcome: NodeMove, change: Change): Promise<boolean>;
+  /** Records that a node's SSH keys are off it (the rest of its reclaim may still fail). */
+  markKeysRemoved(nodeId: number): Promise<void>;
+  /** Drops every claim and provision claim: for a database only this process uses, at start. */
+  clearAll(): Promise<void>;
+}
+
+export interface ProvisionQueries {
+  /** Serializes the fill decisions of one pool until the transaction ends. */
+  lockPool(pool: string): Promise<void>;
+  counts(pool: string, now: number): Promise<PoolCounts>;
+  /** Claims `count` nodes' worth of provisioning for `owner`; returns the claim's id. */
+  start(pool: string, count: number, owner: string, now: number, leaseUntil: number): Promise<number>;
+  /**
+   * Adds what a provision made as ready nodes of the pool and drops the claim. A hostname a live
+   * node has is refused (returned).
+   */
+  finish(
+    claimId: number,
+    pool: { name: string; ver: string; arch: string; flavor: string | null },
+    made: readonly ProvisionedNode[],
+    change: Change,
+  ): Promise<{ added: string[]; refused: string[] }>;
+  /** Drops a claim whose command made nothing. */
+  drop(claimId: number): Promise<void>;
+}
+
+export interface EventQueries {
+  /** Records something that happened to a pool as a whole, such as a provision that failed. */
+  recordPool(pool: string, change: Change): Promise<void>;
+  /** Deletes the events older than `before`; returns how many. */
+  prune(before: number): Promise<number>;
+  /** The latest `limit` events, oldest first: of a node (hostname), of sessions (ssid or alias), or all. */
+  list(filter: { hostname?: string; session?: string }, limit: number): Promise<HistoryEvent[]>;
+}
+
+/** Bringing the database in line with the configuration. */
+export interface CatalogQueries {
+  /** Makes the projects match; returns name -> id. */
+  syncProjects(projects: readonly ProjectRecord[]): Promise<Map<string, number>>;
+  /** Makes the static nodes match: new ones ready, those that left retired (kept by a live session). */
+  syncNodes(nodes: readonly NodeRecord[], now: number): Promise<void>;
+}
+
+/** The queries of one transaction (or of a read outside one), by concern. */
+export interface StorageTx {
+  sessions: SessionQueries;
+  nodes: NodeQueries;
+  reclaims: ReclaimQueries;
+  provisions: ProvisionQueries;
+  events: EventQueries;
+  catalog: CatalogQueries;
+}
+
+export interface Storage {
+  /**
+   * Runs `work` in one transaction: all it did is kept, or nothing. It may run again when the
+   * database aborts it for a lock conflict, so `work` must act on the database only.
+   */
+  transaction<T>(work: (tx: StorageTx) => Promise<T>): Promise<T>;
+  /** Read-only queries outside a transaction (nothing is locked). */
+  read(): StorageTx;
+  /** Whether only this process uses the database (SQLite), so claims a crash left can be dropped at start. */
+  readonly exclusive: boolean;
+  close(): Promise<void>;
+}
