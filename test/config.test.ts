@@ -667,7 +667,7 @@ describe('loadConfig', () => {
     const config = loadConfig(fileURLToPath(new URL('../examples/cinode.yaml', import.meta.url)), {});
     expect(config.contextualize).toBeNull();
     expect(config.projects.map((p) => p.name)).toEqual(['demo']);
-    expect(config.pools.map((p) => [p.name, p.mechanism, p.capacity])).toEqual([
+    expect(config.pools.map((p) => [p.name, p.command ? 'command' : 'static', p.capacity])).toEqual([
       ['c7-x86_64', 'static', 4],
       ['c9s-x86_64', 'static', 4],
       ['c9s-aarch64-tiny', 'static', 2],
@@ -682,7 +682,7 @@ describe('loadConfig', () => {
       ['storage', 1, false],
       ['ops', 0, true],
     ]);
-    expect(config.pools.map((p) => [p.name, p.mechanism, p.capacity])).toEqual([
+    expect(config.pools.map((p) => [p.name, p.command ? 'command' : 'static', p.capacity])).toEqual([
       ['lab-c9s', 'static', 3],
       ['cloud-c9s-aarch64', 'command', 20],
     ]);

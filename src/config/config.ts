@@ -305,7 +305,7 @@ export function parseConfig(text: string, sourceName: string, env: Record<string
         sshPort: n['ssh-port'] ?? null,
       }),
     );
-    const base = { name, ver, arch, flavor, mechanism, reclaimTimeoutMs: pool['reclaim-timeout'] };
+    const base = { name, ver, arch, flavor, reclaimTimeoutMs: pool['reclaim-timeout'] };
     if (mechanism === 'static') {
       pools.push({ ...base, reclaim: pool.reclaim, capacity: nodes.length, command: null, nodes });
       continue;

@@ -41,9 +41,6 @@ export interface Project {
   sshKeys: readonly string[];
 }
 
-export const POOL_MECHANISMS = ['static', 'command'] as const;
-export type PoolMechanism = (typeof POOL_MECHANISMS)[number];
-
 /** How a `command` pool makes and destroys its machines, and how big it keeps itself. */
 export interface CommandPoolSettings {
   /** argv asked for `CINODE_COUNT` new nodes; prints one JSON object per node on stdout. */
@@ -66,14 +63,15 @@ export interface Pool {
   ver: string;
   arch: string;
   flavor: string | null;
-  /** `static`: listed nodes, reused after reclaim; `command`: made and destroyed by commands, never reused. */
-  mechanism: PoolMechanism;
   /** argv of the command that reinstalls or resets a released node; none: straight back to ready. */
   reclaim: string[] | null;
   reclaimTimeoutMs: number;
   /** The most nodes the pool can ever hold: the listed nodes (static), or `max-nodes` (command). */
   capacity: number;
-  /** The settings of a `command` pool; null for a static one. */
+  /**
+   * The settings of a command pool (`mechanism: command`: nodes made and destroyed by commands,
+   * never reused); null for a static one (listed nodes, reused after reclaim).
+   */
   command: CommandPoolSettings | null;
 }
 
