@@ -2,6 +2,7 @@
  * The wire contract of SPEC.md: the success bodies of the API, as the server writes them and the
  * client reads them. Types only, so both sides share them without sharing code.
  */
+import type { SessionState } from './states.js';
 
 export interface NodeGetResult {
   hosts: string[];
@@ -28,7 +29,7 @@ export interface HostView {
 export interface SessionView {
   ssid: string;
   alias: string | null;
-  state: 'active' | 'done';
+  state: SessionState;
   created_at: string;
   expires_at: string | null;
   ended_at: string | null;

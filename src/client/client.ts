@@ -3,7 +3,8 @@
  * and CinodeApiErrors, retries bounded by a total time budget (retry.ts). Works against cinode and
  * against a legacy admin.ci endpoint (`keyInQuery`). Nothing here imports the server.
  */
-import { CinodeAbortError, CinodeApiError, errorFromAnswer, legacyRefusal, NOT_IN_PROD_MSG, parseJson, redactKey, snippet } from './errors.js';
+import { DONE_BODY, DONE_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/messages.js';
+import { CinodeAbortError, CinodeApiError, errorFromAnswer, legacyRefusal, parseJson, redactKey, snippet } from './errors.js';
 import { abortError, isRetryable, raceAbort, withRetry, type RetryInfo, type Sleep } from './retry.js';
 import { ActionsHttpTransport, type HttpTransport, type TransportResponse } from './transport.js';
 import type {
@@ -78,8 +79,6 @@ export interface CallSpec<T> {
   /** The expected shape, for the error message when it does not match. */
   expected: string;
 }
-
-const DONE = 'Done';
 
 // ---- shape checks ------------------------------------------------------------------------------
 
@@ -171,11 +170,11 @@ function asPublicInventory(body: unknown): InventoryRow[] | undefined {
   return Array.isArray(body) && body.every(isInventoryRow) ? body : undefined;
 }
 
-const asDone = (body: unknown): true | undefined => (body === DONE ? true : undefined);
+const asDone = (body: unknown): true | undefined => (body === DONE_MESSAGE ? true : undefined);
 
 function asNodeDone(body: unknown): 'done' | 'not-in-prod' | undefined {
-  if (body === DONE) return 'done';
-  if (isRecord(body) && body.msg === NOT_IN_PROD_MSG) return 'not-in-prod';
+  if (body === DONE_MESSAGE) return 'done';
+  if (isRecord(body) && body.msg === NOT_IN_PROD_MESSAGE) return 'not-in-prod';
   return undefined;
 }
 
@@ -240,7 +239,7 @@ export class CinodeClient {
       query: { ssid, node: nodeList(CALL.nodeDone, nodes) },
       idempotent: false,
       parse: asNodeDone,
-      expected: `"Done" or {"msg": "${NOT_IN_PROD_MSG}"}`,
+      expected: `${DONE_BODY} or {"msg": "${NOT_IN_PROD_MESSAGE}"}`,
     });
   }
 
@@ -251,7 +250,7 @@ export class CinodeClient {
       query: { ssid, node: nodeList(CALL.nodeFail, nodes) },
       idempotent: false,
       parse: asDone,
-      expected: '"Done"',
+      expected: DONE_BODY,
     });
   }
 
@@ -286,7 +285,7 @@ export class CinodeClient {
 
   /** `/Session/done`: ends the session (ssid or alias); fine when it was already done. */
   async doneSession(ssid: string): Promise<void> {
-    await this.call({ path: CALL.sessionDone, query: { ssid }, idempotent: true, parse: asDone, expected: '"Done"' });
+    await this.call({ path: CALL.sessionDone, query: { ssid }, idempotent: true, parse: asDone, expected: DONE_BODY });
   }
 
   /** `/Session/show`. */

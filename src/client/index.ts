@@ -1,14 +1,7 @@
 /** The typed cinode client: what the GitHub Action and the `cinode` command import. */
 export * from './types.js';
-export {
-  CinodeApiError,
-  CinodeAbortError,
-  redactKey,
-  INVALID_KEY_MSG,
-  INVALID_SESSION_MSG,
-  INSUFFICIENT_NODES_MSG,
-  NOT_IN_PROD_MSG,
-} from './errors.js';
+export { CinodeApiError, CinodeAbortError, redactKey } from './errors.js';
+export { CAPACITY_MESSAGE, INVALID_KEY_MESSAGE, INVALID_SESSION_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/messages.js';
 export { withRetry, isRetryable, backoffDelay, defaultSleep, type RetryInfo, type RetryOptions, type Sleep } from './retry.js';
 export { ActionsHttpTransport, type HttpTransport, type TransportOptions, type TransportResponse } from './transport.js';
 export {

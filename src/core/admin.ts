@@ -6,7 +6,8 @@
  */
 import type { AdminNodeView, EventView } from '../api/types.js';
 import { CinodeError } from './errors.js';
-import { NODE_STATES, type Node, type NodeState, type Project } from './model.js';
+import { NODE_STATES, type NodeState } from '../api/states.js';
+import type { Node, Project } from './model.js';
 import type { NodeEvent, Store } from '../store/store.js';
 
 export interface AdminDeps {

@@ -5,7 +5,7 @@
  * retention. It looks every `intervalMs`; sessions that never expire are never reaped by time.
  */
 import type { Store } from '../store/store.js';
-import { NEVER, type Lifetime } from './duration.js';
+import { NEVER, type Lifetime } from '../api/duration.js';
 
 /** Sessions ended per transaction: big enough to reap thousands fast, small enough to keep locks short. */
 const REAP_BATCH = 1000;

@@ -4,9 +4,11 @@
  */
 import type { HostView, InventoryRow, SessionGetResult, SessionView } from '../api/types.js';
 import type { Catalog } from './catalog.js';
-import { formatDuration, NEVER, type Lifetime } from './duration.js';
-import { badRequest, CAPACITY_MESSAGE, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
-import { LEGACY_STATE_NAMES, type Contextualizer, type Node, type Pool, type Project, type ProjectPolicy, type Session } from './model.js';
+import { formatDuration, NEVER, type Lifetime } from '../api/duration.js';
+import { CAPACITY_MESSAGE, FAILED_NODE_LIMIT_MESSAGE } from '../api/messages.js';
+import { LEGACY_STATE_NAMES } from '../api/states.js';
+import { badRequest, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
+import { type Contextualizer, type Node, type Pool, type Project, type ProjectPolicy, type Session } from './model.js';
 import type { Store, StoreTx } from '../store/store.js';
 
 /** Seconds a caller is told to wait when no node is ready. */
@@ -248,7 +250,7 @@ export class AllocationService {
       const newlyCounted = inSession.filter((n) => n.state === 'deployed').length;
       const counted = await tx.countFailedAndHeld(project.id);
       if (counted + newlyCounted > project.policy.maxFailedNodes) {
-        throw new CinodeError('policy', 'Exceeded maximum allowed fail nodes limit, please release other machines to continue');
+        throw new CinodeError('policy', FAILED_NODE_LIMIT_MESSAGE);
       }
       if (hostnames === undefined) {
         const holdUntil = now + project.policy.failHoldMs;

@@ -4,7 +4,8 @@
  */
 import { parse as parseQueryString } from 'node:querystring';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { badRequest, CinodeError, INVALID_KEY_MESSAGE } from '../core/errors.js';
+import { DONE_BODY, INVALID_KEY_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/messages.js';
+import { badRequest, CinodeError } from '../core/errors.js';
 import type { Project } from '../core/model.js';
 import type { AdminService } from '../core/admin.js';
 import type { AllocationService } from '../core/service.js';
@@ -39,8 +40,6 @@ export interface AppOptions {
   healthCheck: () => Promise<void>;
 }
 
-/** `"Done"`: a JSON string, quotes included, which legacy clients parse. */
-const DONE = '"Done"';
 
 
 const STATUS: Record<CinodeError['kind'], number> = {
@@ -103,7 +102,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const project = service.authenticate(readKey(params, request.headers.authorization));
       request.project = project.name;
       const result = await handler(request, params, project);
-      if (result === DONE) return reply.type('application/json; charset=utf-8').send(DONE);
+      if (result === DONE_BODY) return reply.type('application/json; charset=utf-8').send(DONE_BODY);
       return reply.send(result);
     };
     app.get(path, route);
@@ -126,14 +125,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const nodes = readNodes(params);
     const ssid = readSessionRef(params, true);
     const outcome = await service.doneNodes(project, ssid, nodes);
-    return outcome === 'done' ? DONE : { msg: 'Session not in Prod' };
+    return outcome === 'done' ? DONE_BODY : { msg: NOT_IN_PROD_MESSAGE };
   });
 
   keyed('/Node/fail', async (_request, params, project) => {
     const nodes = readNodes(params);
     const ssid = readSessionRef(params, true);
     await service.failNodes(project, ssid, nodes);
-    return DONE;
+    return DONE_BODY;
   });
 
   keyed('/Session/get', async (_request, params, project) => {
@@ -143,7 +142,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   keyed('/Session/done', async (_request, params, project) => {
     await service.endSession(project, readSessionRef(params, true));
-    return DONE;
+    return DONE_BODY;
   });
 
   keyed('/Session/show', async (_request, params, project) => service.showSession(project, readSessionRef(params, true)));

@@ -27,7 +27,8 @@
  */
 import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
 import type { EventView } from '../api/types.js';
-import type { EndReason, Node, NodeState, Session } from '../core/model.js';
+import type { EndReason, NodeState } from '../api/states.js';
+import type { Node, Session } from '../core/model.js';
 import { isRetryableConflict } from './errors.js';
 import type { Dialect } from './migrations.js';
 import type { Database, NodeRow, SessionRow } from './schema.js';
