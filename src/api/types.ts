@@ -40,8 +40,8 @@ export interface SessionView {
 /** A keyed `/Inventory` row: `[hostname, ssid]`. */
 export type KeyedInventoryRow = [hostname: string, ssid: string];
 
-/** An unkeyed `/Inventory` row: the 14 legacy fields. */
-export type InventoryRow = [
+/** An unkeyed (public) `/Inventory` row: the 14 legacy fields. */
+export type PublicInventoryRow = [
   id: number,
   hostname: string,
   ip: string | null,

@@ -142,7 +142,7 @@ export function createProgram(deps: CliDeps): Command {
 
   session
     .command('show')
-    .description('show a session and its hosts')
+    .description('show a session and its nodes')
     .argument('<ssid>', 'the session (ssid or alias)')
     .action(
       action(async (client, command) => {

@@ -9,7 +9,7 @@ import { abortError, isRetryable, raceAbort, withRetry, type RetryInfo, type Sle
 import { ActionsHttpTransport, type HttpTransport, type TransportResponse } from './transport.js';
 import type {
   HostView,
-  InventoryRow,
+  PublicInventoryRow,
   KeyedInventoryRow,
   NodeGetParams,
   NodeGetResult,
@@ -18,9 +18,9 @@ import type {
   SessionView,
 } from './types.js';
 
-export const DEFAULT_TIMEOUT_MS = 5 * 60_000;
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-export const DEFAULT_USER_AGENT = 'cinode-client';
+const DEFAULT_TIMEOUT_MS = 5 * 60_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+const DEFAULT_USER_AGENT = 'cinode-client';
 /** Every request gets at least this long, even when the budget is nearly spent (its last attempt). */
 const MIN_REQUEST_TIMEOUT_MS = 1_000;
 
@@ -52,7 +52,7 @@ export interface CinodeClientOptions {
 }
 
 /** The calls of SPEC.md by path: one name per call. */
-export const CALL = {
+const CALL = {
   nodeGet: '/Node/get',
   nodeDone: '/Node/done',
   nodeFail: '/Node/fail',
@@ -63,7 +63,7 @@ export const CALL = {
   sessionList: '/Session/list',
   sessionExtend: '/Session/extend',
 } as const;
-export type CallPath = (typeof CALL)[keyof typeof CALL];
+type CallPath = (typeof CALL)[keyof typeof CALL];
 
 type QueryValue = string | number | readonly string[] | undefined;
 
@@ -145,7 +145,7 @@ function asKeyedInventory(body: unknown): KeyedInventoryRow[] | undefined {
   return ok ? body.map((row: unknown[]) => [row[0], row[1]] as KeyedInventoryRow) : undefined;
 }
 
-function isInventoryRow(row: unknown): row is InventoryRow {
+function isPublicInventoryRow(row: unknown): row is PublicInventoryRow {
   if (!Array.isArray(row) || row.length !== 14) return false;
   const [id, hostname, ip, chassis, used, state, comment, distro, rel, ver, arch, pool, port, flavor] = row as unknown[];
   return (
@@ -166,8 +166,8 @@ function isInventoryRow(row: unknown): row is InventoryRow {
   );
 }
 
-function asPublicInventory(body: unknown): InventoryRow[] | undefined {
-  return Array.isArray(body) && body.every(isInventoryRow) ? body : undefined;
+function asPublicInventory(body: unknown): PublicInventoryRow[] | undefined {
+  return Array.isArray(body) && body.every(isPublicInventoryRow) ? body : undefined;
 }
 
 const asDone = (body: unknown): true | undefined => (body === DONE_MESSAGE ? true : undefined);
@@ -231,7 +231,7 @@ export class CinodeClient {
 
   /**
    * `/Node/done`: without `nodes`, ends the session ('not-in-prod' when it was already done); with
-   * `nodes`, releases just those hosts.
+   * `nodes`, releases just those nodes.
    */
   async doneNodes(ssid: string, nodes?: readonly string[]): Promise<'done' | 'not-in-prod'> {
     return this.call({
@@ -243,7 +243,7 @@ export class CinodeClient {
     });
   }
 
-  /** `/Node/fail`: without `nodes`, keeps the session's nodes for debugging; with `nodes`, reports those hosts broken. */
+  /** `/Node/fail`: without `nodes`, keeps the session's nodes for debugging; with `nodes`, reports those nodes broken. */
   async failNodes(ssid: string, nodes?: readonly string[]): Promise<void> {
     await this.call({
       path: CALL.nodeFail,
@@ -260,7 +260,7 @@ export class CinodeClient {
   }
 
   /** Unkeyed `/Inventory`: every node the backend manages, in the 14 legacy fields. */
-  publicInventory(): Promise<InventoryRow[]> {
+  publicInventory(): Promise<PublicInventoryRow[]> {
     return this.call({
       path: CALL.inventory,
       keyed: false,

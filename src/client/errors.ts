@@ -58,7 +58,7 @@ export function redactKey(text: string, key?: string): string {
 }
 
 /** Reads a header from either a plain record or Node's IncomingHttpHeaders, case-insensitively. */
-export function headerValue(headers: Readonly<Record<string, string | string[] | undefined>>, name: string): string | undefined {
+function headerValue(headers: Readonly<Record<string, string | string[] | undefined>>, name: string): string | undefined {
   const wanted = name.toLowerCase();
   for (const [k, v] of Object.entries(headers)) {
     if (k.toLowerCase() === wanted) return Array.isArray(v) ? v[0] : v;
@@ -67,7 +67,7 @@ export function headerValue(headers: Readonly<Record<string, string | string[] |
 }
 
 /** `Retry-After` as milliseconds: delay-seconds or an HTTP date (relative to `now`). */
-export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+function parseRetryAfter(value: string | undefined, now: number): number | undefined {
   if (value === undefined) return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
@@ -86,7 +86,7 @@ export function parseJson(body: string): { value: unknown } | undefined {
 }
 
 /** The `msg` of a `{"msg": "..."}` body, if it is one. */
-export function messageOf(json: { value: unknown } | undefined): string | undefined {
+function messageOf(json: { value: unknown } | undefined): string | undefined {
   const value = json?.value;
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const msg = (value as Record<string, unknown>).msg;

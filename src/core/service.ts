@@ -2,7 +2,7 @@
  * The allocation domain: every call of SPEC.md as a method, each one transaction. It speaks in
  * projects, sessions and nodes; the server turns its results and CinodeErrors into HTTP.
  */
-import type { HostView, InventoryRow, SessionGetResult, SessionView } from '../api/types.js';
+import type { HostView, PublicInventoryRow, SessionGetResult, SessionView } from '../api/types.js';
 import type { Catalog } from './catalog.js';
 import { formatDuration, NEVER, type Lifetime } from '../api/duration.js';
 import { CAPACITY_MESSAGE, FAILED_NODE_LIMIT_MESSAGE } from '../api/messages.js';
@@ -275,7 +275,7 @@ export class AllocationService {
   }
 
   /** `/Inventory` without a key: every managed node as a 14-element legacy row, by id. */
-  async publicInventory(): Promise<InventoryRow[]> {
+  async publicInventory(): Promise<PublicInventoryRow[]> {
     const rows = await this.deps.store.read().inventory();
     return rows.map((n) => [
       n.id,
