@@ -5,7 +5,7 @@
  * out here as docs/api.md's lifecycle section states them, not read back from the table.
  */
 import { aftercareOf, AFTERCARES, move, NODE_LIFECYCLE, nextState, type Aftercare, type NodeEvent, type NodeMark } from '../src/core/lifecycle.js';
-import { NODE_STATES, type NodeState } from '../src/core/model.js';
+import { NODE_STATES, type NodeState } from '../src/api/states.js';
 
 type Expected = { from: NodeState[]; to: Record<Aftercare, NodeState>; clears: NodeMark[]; countsUse: boolean };
 

@@ -1,8 +1,10 @@
 /**
  * Every name the action shares with the runner, declared once: the inputs and outputs of
  * action.yml, the step state that pre and main hand to post, and the environment variables the
- * action exports to later steps. Nothing else spells these strings.
+ * action exports to later steps. Nothing else spells these strings; the `CINODE_*` names and the
+ * alias grammar are the API's (src/api), shared with the CLI and the server.
  */
+import { CLIENT_ENV } from '../api/env.js';
 
 /** The inputs of action.yml. */
 export const Inputs = {
@@ -55,11 +57,11 @@ export const OwnerState = {
 
 /** Environment variables exported (via `GITHUB_ENV`) to the later steps of the job. */
 export const Env = {
-  Url: 'CINODE_URL',
-  Ssid: 'CINODE_SSID',
-  Alias: 'CINODE_ALIAS',
+  Url: CLIENT_ENV.Url,
+  Ssid: CLIENT_ENV.Ssid,
+  Alias: CLIENT_ENV.Alias,
   /** Every host of the session after the latest main step, space separated. */
-  Hosts: 'CINODE_HOSTS',
+  Hosts: CLIENT_ENV.Hosts,
 } as const;
 export type EnvName = (typeof Env)[keyof typeof Env];
 
@@ -76,7 +78,3 @@ export const Defaults = {
  * minutes at most, and a teardown that cannot reach the server should warn quickly, not hang.
  */
 export const POST_TIMEOUT_MS = 60_000;
-
-/** SPEC.md: 1 to 128 characters of A-Z a-z 0-9 . _ - : / @ */
-export const ALIAS_MAX_LENGTH = 128;
-export const ALIAS_PATTERN = /^[A-Za-z0-9._\-:/@]+$/;

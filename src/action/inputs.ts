@@ -3,7 +3,9 @@
  * says what is accepted, before any request is made.
  */
 import { createHash } from 'node:crypto';
-import { ALIAS_MAX_LENGTH, ALIAS_PATTERN, Defaults, Inputs, type Input } from './constants.js';
+import { parseDuration } from '../api/duration.js';
+import { ALIAS_CHARACTERS, ALIAS_MAX_LENGTH } from '../api/patterns.js';
+import { Defaults, Inputs, type Input } from './constants.js';
 import type { ActionCore } from './ports.js';
 
 export class InputError extends Error {
@@ -68,23 +70,6 @@ export function parseBoolean(name: Input, text: string, fallback: boolean): bool
   throw new InputError(name, `"${text}" is not a boolean: use true or false`);
 }
 
-// The duration syntax of SPEC.md. Kept here rather than imported from src/core: the action may
-// import the client only, so that dist/ carries no server code.
-const DURATION_PATTERN = /^(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,6})s)?$/;
-const UNIT_MS = [86_400_000, 3_600_000, 60_000, 1_000] as const;
-
-/** A positive duration (`90s`, `5m`, `1h30m`) in milliseconds, or undefined. */
-export function parseDuration(text: string): number | undefined {
-  const match = DURATION_PATTERN.exec(text);
-  if (!match || text === '') return undefined;
-  let ms = 0;
-  UNIT_MS.forEach((unit, i) => {
-    const part = match[i + 1];
-    if (part !== undefined) ms += Number(part) * unit;
-  });
-  return ms > 0 ? ms : undefined;
-}
-
 export function parseList(text: string): string[] {
   const items = text
     .split(/[,\n]/)
@@ -100,7 +85,7 @@ export function parseList(text: string): string[] {
  * it and matrix legs still differ.
  */
 export function normalizeAlias(alias: string): string {
-  if (!ALIAS_PATTERN.test(alias)) {
+  if (!ALIAS_CHARACTERS.test(alias)) {
     throw new InputError(Inputs.Alias, `"${alias}" has characters an alias cannot hold: use A-Z a-z 0-9 . _ - : / @`);
   }
   if (alias.length <= ALIAS_MAX_LENGTH) return alias;

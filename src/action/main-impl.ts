@@ -14,7 +14,7 @@ import { connect, describeError, elapsed } from './stage.js';
 export interface MainResult {
   session: Session;
   added: string[];
-  dropped: string[];
+  released: string[];
   failed: string[];
   view: SessionView;
 }
@@ -55,7 +55,7 @@ export async function runMain(deps: ActionDeps): Promise<MainResult | undefined>
 
     step = 'read the session';
     const view = await client.showSession(session.ssid);
-    const result: MainResult = { session, added, dropped: inputs.drop, failed: inputs.fail, view };
+    const result: MainResult = { session, added, released: inputs.drop, failed: inputs.fail, view };
     publish(core, result);
     await core.appendSummary(summarySection(result)).catch((error: unknown) => {
       core.warning(`cinode could not write the job summary: ${describeError(error)}`);
@@ -77,7 +77,7 @@ function describeAdd(inputs: MainInputs): string {
 }
 
 /** The public view of a host in `hosts-json`. */
-export function hostJson(host: HostView): Pick<HostView, 'hostname' | 'ip' | 'ver' | 'arch' | 'flavor'> {
+function hostJson(host: HostView): Pick<HostView, 'hostname' | 'ip' | 'ver' | 'arch' | 'flavor'> {
   return { hostname: host.hostname, ip: host.ip, ver: host.ver, arch: host.arch, flavor: host.flavor };
 }
 
@@ -89,11 +89,11 @@ function publish(core: ActionCore, result: MainResult): void {
   core.exportVariable(Env.Hosts, all.join(' '));
 }
 
-export function summarySection(result: MainResult): SummarySection {
+function summarySection(result: MainResult): SummarySection {
   const { session, view } = result;
   const changes = [
     result.added.length > 0 ? `added ${result.added.length}` : '',
-    result.dropped.length > 0 ? `released ${result.dropped.length}` : '',
+    result.released.length > 0 ? `released ${result.released.length}` : '',
     result.failed.length > 0 ? `reported ${result.failed.length} broken` : '',
   ].filter((part) => part !== '');
   const expires = view.expires_at === null ? 'never expires' : `expires ${view.expires_at}`;

@@ -6,7 +6,7 @@ import * as core from '@actions/core';
 import { CinodeClient } from '../client/client.js';
 import type { ActionCore, ActionDeps } from './ports.js';
 
-export const actionsCore: ActionCore = {
+const actionsCore: ActionCore = {
   getInput: (name) => core.getInput(name),
   setOutput: (name, value) => core.setOutput(name, value),
   getState: (name) => core.getState(name),
@@ -45,7 +45,7 @@ export function cancellation(): AbortSignal {
   return controller.signal;
 }
 
-export function productionDeps(): ActionDeps {
+function productionDeps(): ActionDeps {
   return {
     core: actionsCore,
     createClient: (settings) => new CinodeClient({ ...settings, userAgent: 'cinode-action' }),

@@ -2,6 +2,7 @@
  * The wire contract of SPEC.md: the success bodies of the API, as the server writes them and the
  * client reads them. Types only, so both sides share them without sharing code.
  */
+import type { SessionState } from './states.js';
 
 export interface NodeGetResult {
   hosts: string[];
@@ -28,7 +29,7 @@ export interface HostView {
 export interface SessionView {
   ssid: string;
   alias: string | null;
-  state: 'active' | 'done';
+  state: SessionState;
   created_at: string;
   expires_at: string | null;
   ended_at: string | null;
@@ -39,8 +40,8 @@ export interface SessionView {
 /** A keyed `/Inventory` row: `[hostname, ssid]`. */
 export type KeyedInventoryRow = [hostname: string, ssid: string];
 
-/** An unkeyed `/Inventory` row: the 14 legacy fields. */
-export type InventoryRow = [
+/** An unkeyed (public) `/Inventory` row: the 14 legacy fields. */
+export type PublicInventoryRow = [
   id: number,
   hostname: string,
   ip: string | null,

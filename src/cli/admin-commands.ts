@@ -6,7 +6,7 @@
 import { Command, Option } from 'commander';
 import { AdminClient, type AdminNodeView, type NodeAction } from '../client/admin.js';
 import type { CinodeClientOptions } from '../client/index.js';
-import { NODE_STATES } from '../core/model.js';
+import { NODE_STATES } from '../api/states.js';
 import { actionsFor, UsageError, type CliDeps } from './client-commands.js';
 import { eventTable, nodeLine, nodeTable } from './format.js';
 

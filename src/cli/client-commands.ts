@@ -4,7 +4,8 @@
  * arguments so the commands run in-process in tests as well as from `main.ts`.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { parseDuration, DURATION_HELP } from '../core/duration.js';
+import { parseDuration, DURATION_HELP } from '../api/duration.js';
+import { CLIENT_ENV } from '../api/env.js';
 import {
   CinodeAbortError,
   CinodeApiError,
@@ -39,7 +40,7 @@ export interface CliDeps {
 }
 
 /** The environment variables the commands read. */
-export const ENV = { url: 'CINODE_URL', key: 'CINODE_KEY' } as const;
+export const ENV = { url: CLIENT_ENV.Url, key: CLIENT_ENV.Key } as const;
 
 export function processDeps(): CliDeps {
   return {
@@ -141,7 +142,7 @@ export function createProgram(deps: CliDeps): Command {
 
   session
     .command('show')
-    .description('show a session and its hosts')
+    .description('show a session and its nodes')
     .argument('<ssid>', 'the session (ssid or alias)')
     .action(
       action(async (client, command) => {

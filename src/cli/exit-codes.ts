@@ -31,8 +31,6 @@ export const EXIT = {
   },
 } as const satisfies Record<string, { code: number; meaning: string; kinds: readonly ApiErrorKind[] }>;
 
-export type ExitName = keyof typeof EXIT;
-
 /** The exit code of a call that failed with `kind`. */
 export function exitCodeFor(kind: ApiErrorKind): number {
   for (const entry of Object.values(EXIT)) {

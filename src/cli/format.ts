@@ -3,7 +3,7 @@
  * all of this and prints the client's result as it is.
  */
 import type { AdminNodeView, EventView } from '../client/admin.js';
-import type { InventoryRow, KeyedInventoryRow, SessionView } from '../client/index.js';
+import type { PublicInventoryRow, KeyedInventoryRow, SessionView } from '../client/index.js';
 
 const NONE = '-';
 
@@ -50,7 +50,7 @@ export function keyedInventoryTable(rows: readonly KeyedInventoryRow[]): string 
   return table(['HOSTNAME', 'SSID'], rows);
 }
 
-export function publicInventoryTable(rows: readonly InventoryRow[]): string {
+export function publicInventoryTable(rows: readonly PublicInventoryRow[]): string {
   if (rows.length === 0) return '(no nodes)\n';
   return table(
     ['ID', 'HOSTNAME', 'IP', 'STATE', 'USED', 'VER', 'ARCH', 'FLAVOR', 'POOL', 'SSID'],

@@ -9,7 +9,7 @@ import { CinodeApiError } from './errors.js';
 
 export type { AdminNodeView, EventView };
 
-export const ADMIN_CALL = {
+const ADMIN_CALL = {
   nodes: '/Admin/nodes',
   events: '/Admin/events',
   release: '/Admin/node/release',

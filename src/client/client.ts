@@ -3,12 +3,13 @@
  * and CinodeApiErrors, retries bounded by a total time budget (retry.ts). Works against cinode and
  * against a legacy admin.ci endpoint (`keyInQuery`). Nothing here imports the server.
  */
-import { CinodeAbortError, CinodeApiError, errorFromAnswer, legacyRefusal, NOT_IN_PROD_MSG, parseJson, redactKey, snippet } from './errors.js';
+import { DONE_BODY, DONE_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/messages.js';
+import { CinodeAbortError, CinodeApiError, errorFromAnswer, legacyRefusal, parseJson, redactKey, snippet } from './errors.js';
 import { abortError, isRetryable, raceAbort, withRetry, type RetryInfo, type Sleep } from './retry.js';
 import { ActionsHttpTransport, type HttpTransport, type TransportResponse } from './transport.js';
 import type {
   HostView,
-  InventoryRow,
+  PublicInventoryRow,
   KeyedInventoryRow,
   NodeGetParams,
   NodeGetResult,
@@ -17,9 +18,9 @@ import type {
   SessionView,
 } from './types.js';
 
-export const DEFAULT_TIMEOUT_MS = 5 * 60_000;
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-export const DEFAULT_USER_AGENT = 'cinode-client';
+const DEFAULT_TIMEOUT_MS = 5 * 60_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+const DEFAULT_USER_AGENT = 'cinode-client';
 /** Every request gets at least this long, even when the budget is nearly spent (its last attempt). */
 const MIN_REQUEST_TIMEOUT_MS = 1_000;
 
@@ -51,7 +52,7 @@ export interface CinodeClientOptions {
 }
 
 /** The calls of SPEC.md by path: one name per call. */
-export const CALL = {
+const CALL = {
   nodeGet: '/Node/get',
   nodeDone: '/Node/done',
   nodeFail: '/Node/fail',
@@ -62,7 +63,7 @@ export const CALL = {
   sessionList: '/Session/list',
   sessionExtend: '/Session/extend',
 } as const;
-export type CallPath = (typeof CALL)[keyof typeof CALL];
+type CallPath = (typeof CALL)[keyof typeof CALL];
 
 type QueryValue = string | number | readonly string[] | undefined;
 
@@ -78,8 +79,6 @@ export interface CallSpec<T> {
   /** The expected shape, for the error message when it does not match. */
   expected: string;
 }
-
-const DONE = 'Done';
 
 // ---- shape checks ------------------------------------------------------------------------------
 
@@ -146,7 +145,7 @@ function asKeyedInventory(body: unknown): KeyedInventoryRow[] | undefined {
   return ok ? body.map((row: unknown[]) => [row[0], row[1]] as KeyedInventoryRow) : undefined;
 }
 
-function isInventoryRow(row: unknown): row is InventoryRow {
+function isPublicInventoryRow(row: unknown): row is PublicInventoryRow {
   if (!Array.isArray(row) || row.length !== 14) return false;
   const [id, hostname, ip, chassis, used, state, comment, distro, rel, ver, arch, pool, port, flavor] = row as unknown[];
   return (
@@ -167,15 +166,15 @@ function isInventoryRow(row: unknown): row is InventoryRow {
   );
 }
 
-function asPublicInventory(body: unknown): InventoryRow[] | undefined {
-  return Array.isArray(body) && body.every(isInventoryRow) ? body : undefined;
+function asPublicInventory(body: unknown): PublicInventoryRow[] | undefined {
+  return Array.isArray(body) && body.every(isPublicInventoryRow) ? body : undefined;
 }
 
-const asDone = (body: unknown): true | undefined => (body === DONE ? true : undefined);
+const asDone = (body: unknown): true | undefined => (body === DONE_MESSAGE ? true : undefined);
 
 function asNodeDone(body: unknown): 'done' | 'not-in-prod' | undefined {
-  if (body === DONE) return 'done';
-  if (isRecord(body) && body.msg === NOT_IN_PROD_MSG) return 'not-in-prod';
+  if (body === DONE_MESSAGE) return 'done';
+  if (isRecord(body) && body.msg === NOT_IN_PROD_MESSAGE) return 'not-in-prod';
   return undefined;
 }
 
@@ -232,7 +231,7 @@ export class CinodeClient {
 
   /**
    * `/Node/done`: without `nodes`, ends the session ('not-in-prod' when it was already done); with
-   * `nodes`, releases just those hosts.
+   * `nodes`, releases just those nodes.
    */
   async doneNodes(ssid: string, nodes?: readonly string[]): Promise<'done' | 'not-in-prod'> {
     return this.call({
@@ -240,18 +239,18 @@ export class CinodeClient {
       query: { ssid, node: nodeList(CALL.nodeDone, nodes) },
       idempotent: false,
       parse: asNodeDone,
-      expected: `"Done" or {"msg": "${NOT_IN_PROD_MSG}"}`,
+      expected: `${DONE_BODY} or {"msg": "${NOT_IN_PROD_MESSAGE}"}`,
     });
   }
 
-  /** `/Node/fail`: without `nodes`, keeps the session's nodes for debugging; with `nodes`, reports those hosts broken. */
+  /** `/Node/fail`: without `nodes`, keeps the session's nodes for debugging; with `nodes`, reports those nodes broken. */
   async failNodes(ssid: string, nodes?: readonly string[]): Promise<void> {
     await this.call({
       path: CALL.nodeFail,
       query: { ssid, node: nodeList(CALL.nodeFail, nodes) },
       idempotent: false,
       parse: asDone,
-      expected: '"Done"',
+      expected: DONE_BODY,
     });
   }
 
@@ -261,7 +260,7 @@ export class CinodeClient {
   }
 
   /** Unkeyed `/Inventory`: every node the backend manages, in the 14 legacy fields. */
-  publicInventory(): Promise<InventoryRow[]> {
+  publicInventory(): Promise<PublicInventoryRow[]> {
     return this.call({
       path: CALL.inventory,
       keyed: false,
@@ -286,7 +285,7 @@ export class CinodeClient {
 
   /** `/Session/done`: ends the session (ssid or alias); fine when it was already done. */
   async doneSession(ssid: string): Promise<void> {
-    await this.call({ path: CALL.sessionDone, query: { ssid }, idempotent: true, parse: asDone, expected: '"Done"' });
+    await this.call({ path: CALL.sessionDone, query: { ssid }, idempotent: true, parse: asDone, expected: DONE_BODY });
   }
 
   /** `/Session/show`. */

@@ -2,14 +2,8 @@
  * The errors a call can end with, parsed from the legacy admin.ci bodies (SPEC.md section 1).
  * Nothing here imports the server: the client reads only what goes over the wire.
  */
+import { CAPACITY_MESSAGE, INVALID_KEY_MESSAGE, INVALID_SESSION_MESSAGE } from '../api/messages.js';
 import type { ApiErrorKind } from './types.js';
-
-export const INVALID_KEY_MSG = 'Invalid duffy key';
-export const INVALID_SESSION_MSG = 'Invalid session ID';
-/** The legacy capacity answer of `/Node/get` (a plain-text body, never JSON). */
-export const INSUFFICIENT_NODES_MSG = 'Insufficient Nodes in READY State';
-/** The legacy answer of `/Node/done` without `node` on a session that is already done. */
-export const NOT_IN_PROD_MSG = 'Session not in Prod';
 
 export const REDACTED = '[REDACTED]';
 
@@ -64,7 +58,7 @@ export function redactKey(text: string, key?: string): string {
 }
 
 /** Reads a header from either a plain record or Node's IncomingHttpHeaders, case-insensitively. */
-export function headerValue(headers: Readonly<Record<string, string | string[] | undefined>>, name: string): string | undefined {
+function headerValue(headers: Readonly<Record<string, string | string[] | undefined>>, name: string): string | undefined {
   const wanted = name.toLowerCase();
   for (const [k, v] of Object.entries(headers)) {
     if (k.toLowerCase() === wanted) return Array.isArray(v) ? v[0] : v;
@@ -73,7 +67,7 @@ export function headerValue(headers: Readonly<Record<string, string | string[] |
 }
 
 /** `Retry-After` as milliseconds: delay-seconds or an HTTP date (relative to `now`). */
-export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+function parseRetryAfter(value: string | undefined, now: number): number | undefined {
   if (value === undefined) return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
@@ -92,7 +86,7 @@ export function parseJson(body: string): { value: unknown } | undefined {
 }
 
 /** The `msg` of a `{"msg": "..."}` body, if it is one. */
-export function messageOf(json: { value: unknown } | undefined): string | undefined {
+function messageOf(json: { value: unknown } | undefined): string | undefined {
   const value = json?.value;
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const msg = (value as Record<string, unknown>).msg;
@@ -127,15 +121,15 @@ export function errorFromAnswer(call: string, answer: Answer, now: number): Cino
   const fallback = `HTTP ${status} from ${call}: ${snippet(body)}`;
 
   if (status === 503 && json === undefined) {
-    return new CinodeApiError('capacity', body.trim() === '' ? INSUFFICIENT_NODES_MSG : snippet(body), options);
+    return new CinodeApiError('capacity', body.trim() === '' ? CAPACITY_MESSAGE : snippet(body), options);
   }
   if (status >= 500) return new CinodeApiError('server', msg ?? fallback, options);
   switch (status) {
     case 401:
-      return new CinodeApiError('invalid-key', msg ?? INVALID_KEY_MSG, options);
+      return new CinodeApiError('invalid-key', msg ?? INVALID_KEY_MESSAGE, options);
     case 403:
-      if (msg === INVALID_KEY_MSG) return new CinodeApiError('invalid-key', msg, options);
-      if (msg === INVALID_SESSION_MSG) return new CinodeApiError('invalid-session', msg, options);
+      if (msg === INVALID_KEY_MESSAGE) return new CinodeApiError('invalid-key', msg, options);
+      if (msg === INVALID_SESSION_MESSAGE) return new CinodeApiError('invalid-session', msg, options);
       return new CinodeApiError('policy', msg ?? fallback, options);
     case 409:
       return new CinodeApiError('not-active', msg ?? fallback, options);
@@ -157,13 +151,13 @@ export function legacyRefusal(call: string, status: number, body: string): Cinod
   const json = parseJson(body);
   const options: CinodeApiErrorOptions = { status, call };
   if (json === undefined) {
-    return body.includes(INSUFFICIENT_NODES_MSG) ? new CinodeApiError('capacity', INSUFFICIENT_NODES_MSG, options) : undefined;
+    return body.includes(CAPACITY_MESSAGE) ? new CinodeApiError('capacity', CAPACITY_MESSAGE, options) : undefined;
   }
   const msg = messageOf(json);
   if (msg === undefined) return undefined;
-  if (msg === INVALID_KEY_MSG) return new CinodeApiError('invalid-key', msg, options);
-  if (msg === INVALID_SESSION_MSG) return new CinodeApiError('invalid-session', msg, options);
-  if (msg.includes(INSUFFICIENT_NODES_MSG)) return new CinodeApiError('capacity', msg, options);
+  if (msg === INVALID_KEY_MESSAGE) return new CinodeApiError('invalid-key', msg, options);
+  if (msg === INVALID_SESSION_MESSAGE) return new CinodeApiError('invalid-session', msg, options);
+  if (msg.includes(CAPACITY_MESSAGE)) return new CinodeApiError('capacity', msg, options);
   // Any other legacy refusal (fail-node limit, quota, ...) is the server saying no: not retried.
   return new CinodeApiError('policy', msg, options);
 }

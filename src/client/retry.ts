@@ -35,12 +35,12 @@ export interface RetryOptions {
   now?: () => number;
 }
 
-export const DEFAULT_BASE_DELAY_MS = 1_000;
-export const DEFAULT_MAX_DELAY_MS = 30_000;
-export const DEFAULT_MIN_DELAY_MS = 100;
+const DEFAULT_BASE_DELAY_MS = 1_000;
+const DEFAULT_MAX_DELAY_MS = 30_000;
+const DEFAULT_MIN_DELAY_MS = 100;
 
 /** setTimeout as a promise that rejects with a CinodeAbortError when `signal` aborts. */
-export const defaultSleep: Sleep = (ms, signal) =>
+const defaultSleep: Sleep = (ms, signal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) {
       reject(abortError(signal));

@@ -3,7 +3,7 @@
  * end with. Shared by the GitHub Action and the `cinode` command; nothing here imports the server.
  */
 
-export type { HostView, InventoryRow, KeyedInventoryRow, NodeGetResult, SessionGetResult, SessionView } from '../api/types.js';
+export type { HostView, PublicInventoryRow, KeyedInventoryRow, NodeGetResult, SessionGetResult, SessionView } from '../api/types.js';
 
 export interface NodeGetParams {
   ver?: string;

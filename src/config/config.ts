@@ -6,7 +6,7 @@
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
-import { formatDuration, NEVER, type Lifetime } from '../core/duration.js';
+import { formatDuration, NEVER, type Lifetime } from '../api/duration.js';
 import type { Pool, ProjectPolicy } from '../core/model.js';
 import type { SshSettings } from '../pools/ssh.js';
 import type { NodeRecord } from '../core/storage.js';

@@ -4,8 +4,9 @@
  * file. Checks that span several settings (uniqueness, lifetime limits) live in config.ts.
  */
 import { z } from 'zod';
+import { DURATION_HELP, parseDuration, parseLifetime, type Lifetime } from '../api/duration.js';
+import { HOSTNAME_CHARACTERS, HOSTNAME_MAX_LENGTH } from '../api/patterns.js';
 import { hashKey } from '../core/catalog.js';
-import { DURATION_HELP, parseDuration, parseLifetime, type Lifetime } from '../core/duration.js';
 
 
 /** A value as a message quotes it; long strings are cut so one bad value cannot flood the output. */
@@ -86,10 +87,10 @@ function name(maxLength: number) {
 }
 
 const hostname = setting((v) => {
-  if (typeof v !== 'string' || !/^[A-Za-z0-9._-]+$/.test(v)) {
+  if (typeof v !== 'string' || !HOSTNAME_CHARACTERS.test(v)) {
     return new Refusal(`${show(v)} is not a valid hostname (letters, digits, '.', '-', '_')`);
   }
-  return v.length <= 253 ? v : new Refusal(`${show(v)} is too long for a hostname (at most 253 characters)`);
+  return v.length <= HOSTNAME_MAX_LENGTH ? v : new Refusal(`${show(v)} is too long for a hostname (at most ${HOSTNAME_MAX_LENGTH} characters)`);
 });
 
 /** `host:port`, or `[v6-address]:port`; the brackets are dropped from the host. */

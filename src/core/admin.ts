@@ -8,7 +8,8 @@ import type { AdminNodeView, EventView } from '../api/types.js';
 import type { Catalog } from './catalog.js';
 import { CinodeError } from './errors.js';
 import type { NodeEvent } from './lifecycle.js';
-import type { Node, NodeState, Project } from './model.js';
+import type { NodeState } from '../api/states.js';
+import type { Node, Project } from './model.js';
 import type { HistoryEvent, Storage } from './storage.js';
 
 export interface AdminDeps {

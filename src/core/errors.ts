@@ -2,6 +2,8 @@
  * What can go wrong in a call, as the allocation domain sees it. The server maps each kind to the
  * status and legacy body of SPEC.md; the core never speaks HTTP.
  */
+import { INVALID_KEY_MESSAGE, INVALID_SESSION_MESSAGE } from '../api/messages.js';
+
 export type CinodeErrorKind =
   | 'invalid-key' // 403 Invalid duffy key
   | 'bad-request' // 400, a malformed parameter
@@ -28,10 +30,6 @@ export class CinodeError extends Error {
     this.name = 'CinodeError';
   }
 }
-
-export const INVALID_KEY_MESSAGE = 'Invalid duffy key';
-export const INVALID_SESSION_MESSAGE = 'Invalid session ID';
-export const CAPACITY_MESSAGE = 'Insufficient Nodes in READY State';
 
 export function badRequest(message: string): CinodeError {
   return new CinodeError('bad-request', message);

@@ -4,7 +4,7 @@
  * place that decides where a node goes next (docs/api.md, "Lifecycle"); the store applies the
  * moves it describes and never decides. docs/architecture.md walks through it.
  */
-import type { NodeState } from './model.js';
+import type { NodeState } from '../api/states.js';
 
 /**
  * What a node needs after a project used it, decided by its pool and by the node itself:

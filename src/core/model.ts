@@ -2,23 +2,8 @@
  * The allocation domain's vocabulary: projects, pools, sessions and nodes, with the node states of
  * SPEC.md section 4 and their legacy names in the unkeyed inventory.
  */
-import type { Lifetime } from './duration.js';
-
-export const NODE_STATES = ['ready', 'deployed', 'reclaiming', 'failed', 'held', 'disabled'] as const;
-export type NodeState = (typeof NODE_STATES)[number];
-
-/** The names the legacy admin.ci inventory used for each state. */
-export const LEGACY_STATE_NAMES: Record<NodeState, string> = {
-  ready: 'Ready',
-  deployed: 'Deployed',
-  reclaiming: 'Deprovision',
-  held: 'Fail',
-  failed: 'Failed',
-  disabled: 'Reserved',
-};
-
-export type SessionState = 'active' | 'done';
-export type EndReason = 'done' | 'expired';
+import type { Lifetime } from '../api/duration.js';
+import type { EndReason, NodeState, SessionState } from '../api/states.js';
 
 /** A project's limits and policy, resolved from the configuration's defaults and overrides. */
 export interface ProjectPolicy {

@@ -6,7 +6,7 @@
  */
 import type { Catalog } from './catalog.js';
 import type { Storage } from './storage.js';
-import { NEVER, type Lifetime } from './duration.js';
+import { NEVER, type Lifetime } from '../api/duration.js';
 
 /** Sessions ended per transaction: big enough to reap thousands fast, small enough to keep locks short. */
 const REAP_BATCH = 1000;

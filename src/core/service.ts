@@ -2,11 +2,13 @@
  * The allocation domain: every call of SPEC.md as a method, each one transaction. It speaks in
  * projects, sessions and nodes; the server turns its results and CinodeErrors into HTTP.
  */
-import type { HostView, InventoryRow, SessionGetResult, SessionView } from '../api/types.js';
+import type { HostView, PublicInventoryRow, SessionGetResult, SessionView } from '../api/types.js';
 import type { Catalog } from './catalog.js';
-import { formatDuration, NEVER, type Lifetime } from './duration.js';
-import { badRequest, CAPACITY_MESSAGE, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
-import { LEGACY_STATE_NAMES, type Contextualizer, type Node, type Pool, type Project, type ProjectPolicy, type Session } from './model.js';
+import { formatDuration, NEVER, type Lifetime } from '../api/duration.js';
+import { CAPACITY_MESSAGE, FAILED_NODE_LIMIT_MESSAGE } from '../api/messages.js';
+import { LEGACY_STATE_NAMES } from '../api/states.js';
+import { badRequest, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
+import { type Contextualizer, type Node, type Pool, type Project, type ProjectPolicy, type Session } from './model.js';
 import type { Storage, StorageTx } from './storage.js';
 
 /** Seconds a caller is told to wait when no node is ready. */
@@ -253,7 +255,7 @@ export class AllocationService {
       const newlyCounted = inSession.filter((n) => n.state === 'deployed').length;
       const counted = await tx.nodes.countFailedAndHeld(project.id);
       if (counted + newlyCounted > project.policy.maxFailedNodes) {
-        throw new CinodeError('policy', 'Exceeded maximum allowed fail nodes limit, please release other machines to continue');
+        throw new CinodeError('policy', FAILED_NODE_LIMIT_MESSAGE);
       }
       if (hostnames === undefined) {
         const holdUntil = now + project.policy.failHoldMs;
@@ -278,7 +280,7 @@ export class AllocationService {
   }
 
   /** `/Inventory` without a key: every managed node as a 14-element legacy row, by id. */
-  async publicInventory(): Promise<InventoryRow[]> {
+  async publicInventory(): Promise<PublicInventoryRow[]> {
     const rows = await this.deps.store.read().nodes.list();
     return rows.map((n) => [
       n.id,

@@ -5,7 +5,8 @@
  */
 import type { EventView } from '../api/types.js';
 import type { NodeMove } from './lifecycle.js';
-import type { EndReason, Node, NodeState, Session } from './model.js';
+import type { EndReason, NodeState } from '../api/states.js';
+import type { Node, Session } from './model.js';
 
 /** What a state change is about, for the event history. */
 export interface Change {

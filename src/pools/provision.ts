@@ -6,6 +6,8 @@
  * replaced. A provision that fails is recorded with its reason and stderr, and the pool pauses
  * before the next try, longer after each failure in a row, instead of looping on a broken cloud.
  */
+import { COMMAND_ENV } from '../api/env.js';
+import { HOSTNAME_PATTERN } from '../api/patterns.js';
 import type { CommandPoolSettings, Pool } from '../core/model.js';
 import { move } from '../core/lifecycle.js';
 import type { ProvisionedNode, Storage } from '../core/storage.js';
@@ -20,8 +22,6 @@ const BACKOFF_MAX_MS = 5 * 60_000;
 const DEMAND_TTL_MS = 2 * 60_000;
 /** A claim on provisioning outlives its command by this, then stops counting (its replica died). */
 const CLAIM_GRACE_MS = 60_000;
-
-const HOSTNAME = /^[A-Za-z0-9._-]{1,253}$/;
 
 /**
  * Reads what a provision command printed: one JSON object a line, `hostname` and `ip` required,
@@ -47,7 +47,7 @@ export function parseProvisionOutput(stdout: string): { nodes: ProvisionedNode[]
     }
     const { hostname, ip, data } = value as Record<string, unknown>;
     const sshPort = (value as Record<string, unknown>)['ssh-port'];
-    if (typeof hostname !== 'string' || !HOSTNAME.test(hostname)) {
+    if (typeof hostname !== 'string' || !HOSTNAME_PATTERN.test(hostname)) {
       problems.push(`${where}: hostname must be a string of letters, digits, '.', '-', '_'`);
     } else if (typeof ip !== 'string' || ip === '') {
       problems.push(`${where}: ip must be a non-empty string (node ${hostname})`);
@@ -170,11 +170,11 @@ export class FillWorker extends BackgroundWorker {
         label: 'provision',
         argv: settings.provision,
         env: {
-          CINODE_COUNT: String(count),
-          CINODE_POOL: pool.name,
-          CINODE_VER: pool.ver,
-          CINODE_ARCH: pool.arch,
-          CINODE_FLAVOR: pool.flavor ?? '',
+          [COMMAND_ENV.Count]: String(count),
+          [COMMAND_ENV.Pool]: pool.name,
+          [COMMAND_ENV.Ver]: pool.ver,
+          [COMMAND_ENV.Arch]: pool.arch,
+          [COMMAND_ENV.Flavor]: pool.flavor ?? '',
         },
         timeoutMs: settings.commandTimeoutMs,
       },

@@ -12,6 +12,7 @@
  * Work is claimed with a lease, so a crash mid-reclaim is picked up again (at the next start, or
  * by another replica once the lease lapses).
  */
+import { COMMAND_ENV } from '../api/env.js';
 import type { Contextualizer, MachineOutcome, Node, Pool } from '../core/model.js';
 import { move } from '../core/lifecycle.js';
 import type { Change, Storage } from '../core/storage.js';
@@ -111,7 +112,7 @@ export class ReclaimWorker extends BackgroundWorker {
       {
         label: 'reclaim',
         argv: pool.reclaim,
-        env: { CINODE_HOSTNAME: node.hostname, CINODE_IP: node.ip ?? '', CINODE_POOL: node.pool },
+        env: { [COMMAND_ENV.Hostname]: node.hostname, [COMMAND_ENV.Ip]: node.ip ?? '', [COMMAND_ENV.Pool]: node.pool },
         timeoutMs: pool.reclaimTimeoutMs,
       },
       this.killers,
@@ -134,7 +135,7 @@ export class ReclaimWorker extends BackgroundWorker {
       {
         label: 'deprovision',
         argv,
-        env: { CINODE_HOSTNAME: node.hostname, CINODE_IP: node.ip ?? '', CINODE_POOL: node.pool },
+        env: { [COMMAND_ENV.Hostname]: node.hostname, [COMMAND_ENV.Ip]: node.ip ?? '', [COMMAND_ENV.Pool]: node.pool },
         stdin: `${JSON.stringify({ hostname: node.hostname, ip: node.ip, data: node.data })}\n`,
         timeoutMs,
       },

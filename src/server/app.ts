@@ -4,11 +4,11 @@
  */
 import { parse as parseQueryString } from 'node:querystring';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { badRequest, CinodeError, INVALID_KEY_MESSAGE } from '../core/errors.js';
+import { DONE_BODY, INVALID_KEY_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/messages.js';
+import { badRequest, CinodeError } from '../core/errors.js';
 import type { Project } from '../core/model.js';
 import type { AdminService } from '../core/admin.js';
 import type { AllocationService } from '../core/service.js';
-import { isDatabaseUnavailable } from '../store/errors.js';
 import { createHttpStack } from './http.js';
 import {
   collectParams,
@@ -37,10 +37,10 @@ export interface AppOptions {
   publicInventory: () => boolean;
   /** Checks the database for `/healthz`. */
   healthCheck: () => Promise<void>;
+  /** Whether an error means the database cannot be reached or used right now (503, try again). */
+  databaseUnavailable: (error: unknown) => boolean;
 }
 
-/** `"Done"`: a JSON string, quotes included, which legacy clients parse. */
-const DONE = '"Done"';
 
 
 const STATUS: Record<CinodeError['kind'], number> = {
@@ -79,7 +79,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     if (error instanceof CinodeError) return sendError(reply, error);
-    if (isDatabaseUnavailable(error)) {
+    if (options.databaseUnavailable(error)) {
       request.log.error({ err: error }, 'database unavailable');
       return sendError(reply, new CinodeError('unavailable', 'The database is unavailable right now; try again in a few seconds'));
     }
@@ -103,7 +103,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const project = service.authenticate(readKey(params, request.headers.authorization));
       request.project = project.name;
       const result = await handler(request, params, project);
-      if (result === DONE) return reply.type('application/json; charset=utf-8').send(DONE);
+      if (result === DONE_BODY) return reply.type('application/json; charset=utf-8').send(DONE_BODY);
       return reply.send(result);
     };
     app.get(path, route);
@@ -126,14 +126,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const nodes = readNodes(params);
     const ssid = readSessionRef(params, true);
     const outcome = await service.doneNodes(project, ssid, nodes);
-    return outcome === 'done' ? DONE : { msg: 'Session not in Prod' };
+    return outcome === 'done' ? DONE_BODY : { msg: NOT_IN_PROD_MESSAGE };
   });
 
   keyed('/Node/fail', async (_request, params, project) => {
     const nodes = readNodes(params);
     const ssid = readSessionRef(params, true);
     await service.failNodes(project, ssid, nodes);
-    return DONE;
+    return DONE_BODY;
   });
 
   keyed('/Session/get', async (_request, params, project) => {
@@ -143,7 +143,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   keyed('/Session/done', async (_request, params, project) => {
     await service.endSession(project, readSessionRef(params, true));
-    return DONE;
+    return DONE_BODY;
   });
 
   keyed('/Session/show', async (_request, params, project) => service.showSession(project, readSessionRef(params, true)));

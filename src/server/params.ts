@@ -2,19 +2,14 @@
  * Reading a call's parameters: from the query string, a form or JSON body, and the Bearer header.
  * Every problem becomes a 400 that names the parameter, says what was wrong and what is accepted.
  */
-import { DURATION_HELP, parseLifetime, type Lifetime } from '../core/duration.js';
+import { DURATION_HELP, parseLifetime, type Lifetime } from '../api/duration.js';
+import { ALIAS_HELP, ALIAS_MAX_LENGTH, ALIAS_PATTERN, HOSTNAME_HELP, HOSTNAME_PATTERN, LABEL_HELP, LABEL_PATTERN } from '../api/patterns.js';
+import { NODE_STATES, type NodeState } from '../api/states.js';
 import { badRequest, invalidKey, invalidSession } from '../core/errors.js';
-import { NODE_STATES, type NodeState } from '../core/model.js';
 
 /** Every value given for each parameter name, query first, then body. */
 export type Params = Map<string, string[]>;
 
-const NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const NAME_HELP = "1 to 64 letters, digits, '.', '_' or '-'";
-const ALIAS_PATTERN = /^[A-Za-z0-9._:/@-]{1,128}$/;
-const ALIAS_HELP = '1 to 128 characters of A-Z a-z 0-9 . _ - : / @';
-const HOSTNAME_PATTERN = /^[A-Za-z0-9._-]{1,253}$/;
-const SSID_MAX_LENGTH = 128;
 const COUNT_PATTERN = /^\d{1,9}$/;
 
 /** A parameter value as shown back in an error: quoted, and cut short when long. */
@@ -85,23 +80,23 @@ export function readKey(params: Params, authorization: string | undefined): stri
 
 function named(params: Params, name: string, accepted: string): string | undefined {
   const value = nonEmpty(params, name, accepted);
-  if (value !== undefined && !NAME_PATTERN.test(value)) throw badRequest(`${name}: ${shown(value)} is not valid; accepted: ${accepted}`);
+  if (value !== undefined && !LABEL_PATTERN.test(value)) throw badRequest(`${name}: ${shown(value)} is not valid; accepted: ${accepted}`);
   return value;
 }
 
 export function readVer(params: Params): string | undefined {
-  return named(params, 'ver', `${NAME_HELP}, such as 7, 8-stream or 9-stream`);
+  return named(params, 'ver', `${LABEL_HELP}, such as 7, 8-stream or 9-stream`);
 }
 
 export function readArch(params: Params): string | undefined {
-  return named(params, 'arch', `${NAME_HELP}, such as x86_64, aarch64 or ppc64le`);
+  return named(params, 'arch', `${LABEL_HELP}, such as x86_64, aarch64 or ppc64le`);
 }
 
 /** An empty flavor is the same as no flavor (legacy clients send `flavor=` for none). */
 export function readFlavor(params: Params): string | undefined {
   const value = single(params, 'flavor');
   if (value === undefined || value === '') return undefined;
-  if (!NAME_PATTERN.test(value)) throw badRequest(`flavor: ${shown(value)} is not valid; accepted: ${NAME_HELP}, such as tiny or small`);
+  if (!LABEL_PATTERN.test(value)) throw badRequest(`flavor: ${shown(value)} is not valid; accepted: ${LABEL_HELP}, such as tiny or small`);
   return value;
 }
 
@@ -127,7 +122,7 @@ export function readSessionRef(params: Params, required: boolean): string | unde
     if (required) throw badRequest('ssid: missing; accepted: the ssid or alias of one of your sessions');
     return undefined;
   }
-  if (value.length > SSID_MAX_LENGTH || !ALIAS_PATTERN.test(value)) throw invalidSession();
+  if (value.length > ALIAS_MAX_LENGTH || !ALIAS_PATTERN.test(value)) throw invalidSession();
   return value;
 }
 
@@ -162,7 +157,7 @@ export function readNodes(params: Params): string[] | undefined {
       const hostname = item.trim();
       if (hostname === '') throw badRequest(`node: empty hostname in ${shown(value)}; accepted: hostnames, repeated or comma-separated`);
       if (!HOSTNAME_PATTERN.test(hostname)) {
-        throw badRequest(`node: ${shown(hostname)} is not a hostname; accepted: letters, digits, '.', '_' and '-', at most 253`);
+        throw badRequest(`node: ${shown(hostname)} is not a hostname; accepted: ${HOSTNAME_HELP}`);
       }
       hostnames.add(hostname);
     }
@@ -173,7 +168,7 @@ export function readNodes(params: Params): string[] | undefined {
 
 /** `hostname=`: the one node an operator's call is about. */
 export function readHostname(params: Params): string {
-  const accepted = "a node's hostname: letters, digits, '.', '_' and '-', at most 253";
+  const accepted = `a node's hostname: ${HOSTNAME_HELP}`;
   const value = nonEmpty(params, 'hostname', accepted);
   if (value === undefined) throw badRequest(`hostname: missing; accepted: ${accepted}`);
   if (!HOSTNAME_PATTERN.test(value)) throw badRequest(`hostname: ${shown(value)} is not valid; accepted: ${accepted}`);

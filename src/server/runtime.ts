@@ -14,6 +14,7 @@ import { checkConfigFiles, loadConfig, type CinodeConfig } from '../config/confi
 import { FillWorker } from '../pools/provision.js';
 import { ReclaimWorker } from '../pools/reclaim.js';
 import { sshContextualizer } from '../pools/ssh.js';
+import { isDatabaseUnavailable } from '../store/errors.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
@@ -153,6 +154,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     admin,
     logger: log,
     publicInventory: () => config.publicInventory,
+    databaseUnavailable: isDatabaseUnavailable,
     healthCheck: async () => {
       await store.read().sessions.nextExpiry();
     },

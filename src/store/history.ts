@@ -4,7 +4,7 @@
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { Change, EventQueries, HistoryEvent } from '../core/storage.js';
-import type { NodeState } from '../core/model.js';
+import type { NodeState } from '../api/states.js';
 import { chunks, type QueryContext } from './context.js';
 
 /** Which nodes a coming change is about. */

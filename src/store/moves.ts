@@ -5,7 +5,7 @@
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { NodeMark, NodeMove } from '../core/lifecycle.js';
-import type { NodeState } from '../core/model.js';
+import type { NodeState } from '../api/states.js';
 import type { Change } from '../core/storage.js';
 
 /** The columns each mark lives in, and their cleared values. */

@@ -3,7 +3,8 @@
  * states (as core's lifecycle decides), holds, and the listings of nodes.
  */
 import type { NodeMove } from '../core/lifecycle.js';
-import type { Node, NodeState } from '../core/model.js';
+import type { NodeState } from '../api/states.js';
+import type { Node } from '../core/model.js';
 import type { Change, ListedNode, NodeQueries } from '../core/storage.js';
 import { chunks, type QueryContext } from './context.js';
 import type { History } from './history.js';

@@ -3,7 +3,7 @@
  * 0/1 integers, so that SQLite and PostgreSQL store them the same way.
  */
 import type { Generated, Selectable } from 'kysely';
-import type { EndReason, NodeState, SessionState } from '../core/model.js';
+import type { EndReason, NodeState, SessionState } from '../api/states.js';
 
 export interface ProjectTable {
   id: Generated<number>;

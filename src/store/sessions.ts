@@ -1,7 +1,8 @@
 /** Sessions: looking them up by ssid or alias, opening, ending and expiring them. */
 import { sql } from 'kysely';
 import type { NodeMove } from '../core/lifecycle.js';
-import type { EndReason, Session } from '../core/model.js';
+import type { EndReason } from '../api/states.js';
+import type { Session } from '../core/model.js';
 import type { Change, NewSession, SessionQueries } from '../core/storage.js';
 import { chunks, type QueryContext } from './context.js';
 import type { History } from './history.js';

@@ -1,6 +1,7 @@
 /**
- * Durations as SPEC.md writes them: `30s`, `90m`, `6h`, `2d`, combinations with each unit at most
- * once in the order d, h, m, s (`1h30m`), and the word `never`.
+ * Durations as docs/api.md writes them ("General rules"): `30s`, `90m`, `6h`, `2d`, combinations
+ * with each unit at most once in the order d, h, m, s (`1h30m`), and the word `never`. The server,
+ * the configuration, the CLI and the action all read durations here, so they accept the same text.
  */
 
 export const NEVER = 'never' as const;

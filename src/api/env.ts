@@ -1,0 +1,26 @@
+/**
+ * The `CINODE_*` environment variables: those the CLI reads and the action exports to later
+ * steps of a job, and those cinode gives to an operator's commands (reclaim, provision,
+ * deprovision). Nothing else spells these names.
+ */
+
+/** What a client side reads or exports: the CLI reads the URL and key, the action exports the rest. */
+export const CLIENT_ENV = {
+  Url: 'CINODE_URL',
+  Key: 'CINODE_KEY',
+  Ssid: 'CINODE_SSID',
+  Alias: 'CINODE_ALIAS',
+  /** Every host of the session, space separated. */
+  Hosts: 'CINODE_HOSTS',
+} as const;
+
+/** What an operator's command is given: the node (reclaim, deprovision) or the pool and count (provision). */
+export const COMMAND_ENV = {
+  Hostname: 'CINODE_HOSTNAME',
+  Ip: 'CINODE_IP',
+  Pool: 'CINODE_POOL',
+  Count: 'CINODE_COUNT',
+  Ver: 'CINODE_VER',
+  Arch: 'CINODE_ARCH',
+  Flavor: 'CINODE_FLAVOR',
+} as const;
