@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import pg from 'pg';
 import type { Node } from '../src/core/model.js';
-import { Reaper } from '../src/core/reaper.js';
+import { Reaper } from '../src/workers/reaper.js';
 import { isDatabaseUnavailable, isRetryableConflict } from '../src/store/errors.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/store.js';
@@ -336,7 +336,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
 
     // The Reaper itself, on both replicas at once: one pass ends the new batch, the other none of it.
     await expiredSessions(a, p1!, 30, 0);
-    const reaper = (store: Store) => new Reaper({ store, clock: Date.now, intervalMs: 60_000, eventRetention: () => 'never', onRelease: () => undefined, onError: () => undefined });
+    const reaper = (store: Store) => new Reaper({ store, clock: Date.now, eventRetention: () => 'never', onRelease: () => undefined, onError: () => undefined });
     const counts = await Promise.all([reaper(a).reapOnce(), reaper(b).reapOnce()]);
     expect(counts[0]! + counts[1]!).toBe(30);
   });

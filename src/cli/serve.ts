@@ -4,7 +4,7 @@
  */
 import { destination as logDestination, pino } from 'pino';
 import { ConfigError } from '../config/config.js';
-import { startServer } from '../server/runtime.js';
+import { startServer } from '../main/server.js';
 
 export interface ServeOptions {
   config: string;
@@ -40,14 +40,25 @@ export async function serve(options: ServeOptions): Promise<void> {
   }
   process.stderr.write(`cinode listening on ${server.url}\n`);
   const running = server;
+  const exit = (code: number) => {
+    destination.flushSync();
+    process.exit(code);
+  };
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down');
-    void running.close().then(() => {
-      destination.flushSync();
-      process.exit(0);
-    });
+    running.close().then(
+      () => exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        exit(1);
+      },
+    );
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGHUP', () => void running.reload());
+  // reload() logs its own failures and never rejects; the catch is there so that no promise is
+  // ever left unhandled, which would end the process.
+  process.on('SIGHUP', () => {
+    running.reload().catch((error: unknown) => logger.error({ err: error }, 'configuration reload failed'));
+  });
 }

@@ -144,8 +144,11 @@ export function removeKeys(settings: SshSettings, target: SshTarget, running?: S
   return runCommand({ label: 'decontextualize', argv: sshArgv(settings, target), env: {}, timeoutMs: settings.timeoutMs, stdin: script }, running);
 }
 
-/** Contextualization over SSH as the core asks for it; `running` lets a shutdown kill what is in flight. */
-export function sshContextualizer(settings: SshSettings, running?: Set<() => void>): Contextualizer {
+/**
+ * Contextualization over SSH as the core asks for it. Each ssh run keeps its kill function in
+ * `running` while it runs: the server kills what is still in flight when it shuts down.
+ */
+export function sshContextualizer(settings: SshSettings, running: Set<() => void>): Contextualizer {
   return {
     install: (node, keys) => installKeys(settings, node, keys, running),
     remove: (node) => removeKeys(settings, node, running),
