@@ -16,7 +16,8 @@ const MAY_IMPORT = {
   machines: ['api'],
   workers: ['core', 'machines', 'api'],
   server: ['core', 'api'],
-  config: ['core', 'api'],
+  // The configuration validates the settings of what is done to machines (ssh), so it knows their types.
+  config: ['core', 'machines', 'api'],
   main: null,
 };
 

@@ -131,7 +131,6 @@ describe('parseConfig accepts', () => {
           ver: '9-stream',
           arch: 'x86_64',
           flavor: null,
-          mechanism: 'static',
           reclaim: ['./examples/reinstall.sh', '--quick'],
           reclaimTimeoutMs: 30 * 60_000,
           capacity: 2,
@@ -164,7 +163,7 @@ describe('parseConfig accepts', () => {
   test('built-in defaults for a project and a pool that give only what is required', () => {
     const config = parseConfig(lines(...BASE), 'cinode.yaml', {});
     expect(config.projects).toEqual([{ name: 'demo', keyHash: hashKey(KEY), policy: DEFAULT_POLICY, sshKeys: [] }]);
-    expect(config.pools[0]).toMatchObject({ flavor: null, mechanism: 'static', reclaim: null, reclaimTimeoutMs: 30 * 60_000, capacity: 1, command: null });
+    expect(config.pools[0]).toMatchObject({ flavor: null, reclaim: null, reclaimTimeoutMs: 30 * 60_000, capacity: 1, command: null });
     expect(config.pools[0]?.nodes[0]).toMatchObject({ ip: null, chassis: null, consolePort: null, sshPort: null });
   });
 
@@ -284,7 +283,6 @@ describe('parseConfig accepts', () => {
         ver: '9-stream',
         arch: 'aarch64',
         flavor: 'small',
-        mechanism: 'command',
         reclaim: null,
         reclaimTimeoutMs: 30 * 60_000,
         capacity: 8,
@@ -304,7 +302,7 @@ describe('parseConfig accepts', () => {
 
   test('built-in defaults for a command pool that gives only what is required', () => {
     const [pool] = parseConfig(lines(...COMMAND_POOL), 'cinode.yaml', {}).pools;
-    expect(pool).toMatchObject({ mechanism: 'command', reclaim: null, capacity: 4, nodes: [] });
+    expect(pool).toMatchObject({ command: expect.any(Object), reclaim: null, capacity: 4, nodes: [] });
     expect(pool?.command).toEqual({
       provision: ['./cloud-create.sh'],
       deprovision: ['./cloud-delete.sh'],
@@ -409,7 +407,6 @@ describe('parseConfig accepts', () => {
         name: 'lab',
         arch: 'x86_64',
         flavor: null,
-        mechanism: 'static',
         reclaim: ['./reinstall.sh'],
         capacity: 1,
         command: null,
@@ -422,7 +419,6 @@ describe('parseConfig accepts', () => {
         name: 'cloud',
         arch: 'aarch64',
         flavor: 'small',
-        mechanism: 'command',
         reclaim: null,
         capacity: 20,
         command: {

@@ -13,7 +13,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { AdminNodeView, EventView } from '../src/api/types.js';
-import { BEGIN_MARKER, END_MARKER } from '../src/pools/ssh.js';
+import { BEGIN_MARKER, END_MARKER } from '../src/machines/ssh.js';
 import { KEYS, removeDir, startTestServer, waitFor, type PoolSpec, type TestServer } from './support/server.js';
 import { freePort } from './support/process.js';
 import { describeWithSshd, startSshd, type TestSshd } from './support/sshd.js';

@@ -17,7 +17,7 @@ import pg from 'pg';
 import type { Node } from '../src/core/model.js';
 import { Catalog } from '../src/core/catalog.js';
 import { move } from '../src/core/lifecycle.js';
-import { Reaper } from '../src/core/reaper.js';
+import { Reaper } from '../src/workers/reaper.js';
 import { isDatabaseUnavailable, isRetryableConflict } from '../src/store/errors.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/store.js';
@@ -340,7 +340,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
 
     // The Reaper itself, on both replicas at once: one pass ends the new batch, the other none of it.
     await expiredSessions(a, p1!, 30, 0);
-    const reaper = (store: Store) => new Reaper({ store, catalog: () => new Catalog([], [], { ver: '7', arch: 'x86_64', defaultFlavor: {} }), clock: Date.now, intervalMs: 60_000, eventRetention: () => 'never', onRelease: () => undefined, onError: () => undefined });
+    const reaper = (store: Store) => new Reaper({ store, catalog: () => new Catalog([], [], { ver: '7', arch: 'x86_64', defaultFlavor: {} }), clock: Date.now, eventRetention: () => 'never', onRelease: () => undefined, onError: () => undefined });
     const counts = await Promise.all([reaper(a).reapOnce(), reaper(b).reapOnce()]);
     expect(counts[0]! + counts[1]!).toBe(30);
   });

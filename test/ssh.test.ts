@@ -8,7 +8,7 @@ import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, 
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BEGIN_MARKER, END_MARKER, installKeys, removeKeys, sshArgv, type SshSettings, type SshTarget } from '../src/pools/ssh.js';
+import { BEGIN_MARKER, END_MARKER, installKeys, removeKeys, sshArgv, type SshSettings, type SshTarget } from '../src/machines/ssh.js';
 import { freePort } from './support/process.js';
 import { describeWithSshd, startSshd, type TestSshd } from './support/sshd.js';
 

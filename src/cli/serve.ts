@@ -3,8 +3,7 @@
  * configuration.
  */
 import { destination as logDestination, pino } from 'pino';
-import { ConfigError } from '../config/config.js';
-import { startServer } from '../server/runtime.js';
+import { startFailure, startServer } from '../main/server.js';
 
 export interface ServeOptions {
   config: string;
@@ -30,24 +29,31 @@ export async function serve(options: ServeOptions): Promise<void> {
       listen: options.listen ? parseListen(options.listen) : undefined,
     });
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`cinode: the configuration has problems; the server did not start:\n${error.message}\n`);
-    } else {
-      process.stderr.write(`cinode: could not start: ${error instanceof Error ? error.message : String(error)}\n`);
-    }
+    process.stderr.write(`cinode: ${startFailure(error)}\n`);
     process.exitCode = 2;
     return;
   }
   process.stderr.write(`cinode listening on ${server.url}\n`);
   const running = server;
+  const exit = (code: number) => {
+    destination.flushSync();
+    process.exit(code);
+  };
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down');
-    void running.close().then(() => {
-      destination.flushSync();
-      process.exit(0);
-    });
+    running.close().then(
+      () => exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        exit(1);
+      },
+    );
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGHUP', () => void running.reload());
+  // reload() logs its own failures and never rejects; the catch is there so that no promise is
+  // ever left unhandled, which would end the process.
+  process.on('SIGHUP', () => {
+    running.reload().catch((error: unknown) => logger.error({ err: error }, 'configuration reload failed'));
+  });
 }

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { formatDuration, NEVER, type Lifetime } from '../api/duration.js';
 import type { Pool, ProjectPolicy } from '../core/model.js';
-import type { SshSettings } from '../pools/ssh.js';
+import type { SshSettings } from '../machines/ssh.js';
 import type { NodeRecord } from '../core/storage.js';
 import { hashKey } from '../core/catalog.js';
 import { contextualizeSchema, defaultsSchema, errorMap, poolSchema, projectSchema, topSchema, type PolicyKey } from './schema.js';

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { startServer, type RunningServer } from '../../src/server/runtime.js';
+import { startServer, type RunningServer } from '../../src/main/server.js';
 import { dropTestDatabaseSync, testDatabaseUrl } from './database.js';
 
 export const KEYS = {

@@ -6,13 +6,12 @@
  * replaced. A provision that fails is recorded with its reason and stderr, and the pool pauses
  * before the next try, longer after each failure in a row, instead of looping on a broken cloud.
  */
-import { COMMAND_ENV } from '../api/env.js';
-import { HOSTNAME_PATTERN } from '../api/patterns.js';
 import type { CommandPoolSettings, Pool } from '../core/model.js';
+import { runCommand, stderrDetail } from '../machines/command.js';
+import { parseProvisionOutput } from '../machines/provision-output.js';
+import { COMMAND_ENV } from '../api/env.js';
 import { move } from '../core/lifecycle.js';
-import type { ProvisionedNode, Storage } from '../core/storage.js';
-import { runCommand } from './command.js';
-import { stderrDetail } from './reclaim.js';
+import type { Storage } from '../core/storage.js';
 import { BackgroundWorker } from './worker.js';
 
 /** The pause after the first failed provision; it doubles after each further one, up to the cap. */
@@ -22,43 +21,6 @@ const BACKOFF_MAX_MS = 5 * 60_000;
 const DEMAND_TTL_MS = 2 * 60_000;
 /** A claim on provisioning outlives its command by this, then stops counting (its replica died). */
 const CLAIM_GRACE_MS = 60_000;
-
-/**
- * Reads what a provision command printed: one JSON object a line, `hostname` and `ip` required,
- * `ssh-port` and `data` optional. Returns the nodes and a problem for each line that is not one.
- */
-export function parseProvisionOutput(stdout: string): { nodes: ProvisionedNode[]; problems: string[] } {
-  const nodes: ProvisionedNode[] = [];
-  const problems: string[] = [];
-  stdout.split('\n').forEach((raw, index) => {
-    const line = raw.trim();
-    if (line === '') return;
-    const where = `line ${index + 1}`;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      problems.push(`${where}: not JSON (expected {"hostname": ..., "ip": ..., "data": ...})`);
-      return;
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      problems.push(`${where}: expected a JSON object with hostname and ip`);
-      return;
-    }
-    const { hostname, ip, data } = value as Record<string, unknown>;
-    const sshPort = (value as Record<string, unknown>)['ssh-port'];
-    if (typeof hostname !== 'string' || !HOSTNAME_PATTERN.test(hostname)) {
-      problems.push(`${where}: hostname must be a string of letters, digits, '.', '-', '_'`);
-    } else if (typeof ip !== 'string' || ip === '') {
-      problems.push(`${where}: ip must be a non-empty string (node ${hostname})`);
-    } else if (sshPort !== undefined && !(Number.isInteger(sshPort) && (sshPort as number) >= 1 && (sshPort as number) <= 65535)) {
-      problems.push(`${where}: ssh-port must be a port number (node ${hostname})`);
-    } else {
-      nodes.push({ hostname, ip, sshPort: (sshPort as number | undefined) ?? null, data: data ?? null });
-    }
-  });
-  return { nodes, problems };
-}
 
 export interface FillDeps {
   store: Storage;
@@ -116,7 +78,7 @@ export class FillWorker extends BackgroundWorker {
     return state;
   }
 
-  /** Looks at every command pool (at start, after allocations and releases, each reaper tick). */
+  /** Looks at every command pool (at start, after allocations and releases, at each tick). */
   protected async pass(): Promise<void> {
     for (const pool of this.deps.pools().values()) {
       if (this.stopped) return;

@@ -5,7 +5,6 @@
  * release it can take away exactly those keys and nothing else. The lines around the block, the
  * operator's own key among them, are never changed: losing that key would lock cinode out.
  */
-import type { Contextualizer } from '../core/model.js';
 import { runCommand, type CommandResult } from './command.js';
 
 export interface SshSettings {
@@ -144,8 +143,18 @@ export function removeKeys(settings: SshSettings, target: SshTarget, running?: S
   return runCommand({ label: 'decontextualize', argv: sshArgv(settings, target), env: {}, timeoutMs: settings.timeoutMs, stdin: script }, running);
 }
 
-/** Contextualization over SSH as the core asks for it; `running` lets a shutdown kill what is in flight. */
-export function sshContextualizer(settings: SshSettings, running?: Set<() => void>): Contextualizer {
+/** Contextualization over SSH: the shape of core's Contextualizer, which the composition root wires in. */
+export interface SshContextualizer {
+  install(target: SshTarget, keys: readonly string[]): Promise<CommandResult>;
+  remove(target: SshTarget): Promise<CommandResult>;
+  timeoutMs: number;
+}
+
+/**
+ * Each ssh run keeps its kill function in `running` while it runs: the server kills what is still
+ * in flight when it shuts down.
+ */
+export function sshContextualizer(settings: SshSettings, running: Set<() => void>): SshContextualizer {
   return {
     install: (node, keys) => installKeys(settings, node, keys, running),
     remove: (node) => removeKeys(settings, node, running),

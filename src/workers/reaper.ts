@@ -2,20 +2,21 @@
  * The reaper: ends sessions whose expiry has passed (end reason `expired`) and sends their nodes
  * to reclaim, and sends held nodes to reclaim when their hold ends (`fail-hold` after the
  * `/Node/fail`), whatever their session's lifetime, and drops events older than the event
- * retention. It looks every `intervalMs`; sessions that never expire are never reaped by time.
+ * retention. The ticker (ticker.ts) runs it every `reaper-interval`; sessions that never expire
+ * are never reaped by time.
  */
-import type { Catalog } from './catalog.js';
-import type { Storage } from './storage.js';
 import { NEVER, type Lifetime } from '../api/duration.js';
+import type { Catalog } from '../core/catalog.js';
+import type { Storage } from '../core/storage.js';
 
 /** Sessions ended per transaction: big enough to reap thousands fast, small enough to keep locks short. */
 const REAP_BATCH = 1000;
 
 export interface ReaperDeps {
   store: Storage;
+  /** The configuration in force: which pools' released nodes are ready at once. */
   catalog: () => Catalog;
   clock: () => number;
-  intervalMs: number;
   /** How long events are kept (the configuration's `event-retention`). */
   eventRetention: () => Lifetime;
   /** Called after sessions were ended, so their nodes' reclaim starts at once. */
@@ -24,30 +25,21 @@ export interface ReaperDeps {
 }
 
 export class Reaper {
-  private timer: NodeJS.Timeout | undefined;
   private running: Promise<number> | undefined;
+  private stopped = false;
 
   constructor(private readonly deps: ReaperDeps) {}
 
-  start(): void {
-    this.timer = setInterval(() => void this.tick(), this.deps.intervalMs);
-    void this.tick();
+  /** Starts a pass unless one is under way; a failure goes to `onError`. */
+  kick(): void {
+    if (this.stopped || this.running) return;
+    this.reapOnce().catch((error: unknown) => this.deps.onError(error));
   }
 
-  /** Stops looking, and waits for a pass under way. */
+  /** Starts no more passes, and waits for one under way. */
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    try {
-      await this.reapOnce();
-    } catch (error) {
-      this.deps.onError(error);
-    }
+    this.stopped = true;
+    await this.running?.catch(() => undefined);
   }
 
   /** Ends every session expired by now; returns how many. */

@@ -1,7 +1,7 @@
 /**
- * Runs an operator's command (an argv list, no shell) with a timeout, for what happens to a
- * machine: reclaim now, provision and deprovision later. The command runs in its own process
- * group so a timeout kills whatever it started too.
+ * Runs an operator's command (an argv list, no shell) with a timeout, for what is done to a
+ * machine: reclaim, provision, deprovision, and ssh for contextualization. The command runs in its
+ * own process group so a timeout (or a shutdown) kills whatever it started too.
  */
 import { spawn } from 'node:child_process';
 
@@ -22,6 +22,9 @@ export interface CommandOptions {
   stdin?: string;
 }
 
+/** The end of a command's stderr kept in the event history. */
+const DETAIL_CHARS = 4_000;
+
 /** Output kept of each stream: enough for a reason and an event history, bounded in memory. */
 const MAX_OUTPUT = 64 * 1024;
 /** How long output may still arrive after the command exited. */
@@ -32,6 +35,16 @@ function lastLine(text: string): string {
   return (lines[lines.length - 1] ?? '').slice(0, 300);
 }
 
+/** The end of a command's stderr, for the event history; null when it printed nothing there. */
+export function stderrDetail(result: { stderr?: string }): string | null {
+  const text = (result.stderr ?? '').trim();
+  return text === '' ? null : text.slice(-DETAIL_CHARS);
+}
+
+/**
+ * Runs the command; `running`, when given, holds the command's kill function while it runs, so
+ * that whoever owns the set can kill it (a worker or the server at shutdown).
+ */
 export function runCommand(options: CommandOptions, running?: Set<() => void>): Promise<CommandResult> {
   const [file, ...args] = options.argv;
   return new Promise((resolve) => {

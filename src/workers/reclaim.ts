@@ -5,18 +5,17 @@
  *   contextualized), then is reinstalled or reset by the pool's `reclaim` command. Success returns
  *   it to `ready` (used count + 1); anything else, or a timeout, quarantines it as `failed` with
  *   the reason, so it never reaches the next project in an unknown state.
- * - A command pool's node is never reused: its `deprovision` command destroys the machine and the
- *   node is retired, its record kept for the history. A deprovision that fails is tried again
- *   after a growing pause, and after repeated failures the node is left `failed` for an operator.
+ * - A command pool's node is claimed the same way and handed to its deprovision (deprovision.ts).
  *
  * Work is claimed with a lease, so a crash mid-reclaim is picked up again (at the next start, or
  * by another replica once the lease lapses).
  */
-import { COMMAND_ENV } from '../api/env.js';
 import type { Contextualizer, MachineOutcome, Node, Pool } from '../core/model.js';
+import { runCommand, stderrDetail } from '../machines/command.js';
+import { COMMAND_ENV } from '../api/env.js';
 import { move } from '../core/lifecycle.js';
 import type { Change, Storage } from '../core/storage.js';
-import { runCommand } from './command.js';
+import { deprovision, type ClaimedWork } from './deprovision.js';
 import { BackgroundWorker } from './worker.js';
 
 /**
@@ -24,19 +23,6 @@ import { BackgroundWorker } from './worker.js';
  * the claim is extended by the time its commands may take, so each claim fits its own pool.
  */
 const LEASE_GRACE_MS = 60_000;
-
-/** Deprovision attempts before a node is left `failed` for an operator. */
-export const DEPROVISION_ATTEMPTS = 5;
-/** The pause after the first failed deprovision; it doubles after each further one. */
-const DEPROVISION_BACKOFF_MS = 2_000;
-
-/** The end of a command's stderr kept in the event history. */
-const DETAIL_CHARS = 4_000;
-
-export function stderrDetail(result: { stderr?: string }): string | null {
-  const text = (result.stderr ?? '').trim();
-  return text === '' ? null : text.slice(-DETAIL_CHARS);
-}
 
 export interface ReclaimDeps {
   store: Storage;
@@ -53,12 +39,24 @@ export interface ReclaimDeps {
 
 export class ReclaimWorker extends BackgroundWorker {
   private active = 0;
+  /** What a deprovision gets from this worker's claim. */
+  private readonly claimed: ClaimedWork;
 
   constructor(private readonly deps: ReclaimDeps) {
     super(deps.onError);
+    this.claimed = {
+      store: deps.store,
+      clock: deps.clock,
+      owner: deps.owner,
+      killers: this.killers,
+      stopping: () => this.stopped,
+      extendClaim: (node, workMs) => this.extendClaim(node, workMs),
+      wakeAfter: (key, delayMs) => this.wakeAfter(key, delayMs),
+      onDone: deps.onReclaimed,
+    };
   }
 
-  /** Claims nodes waiting for reclaim, as many as `parallel` allows, and starts their work. */
+  /** Claims nodes waiting for reclaim or deprovision, as many as `parallel` allows, and starts their work. */
   protected async pass(): Promise<void> {
     while (!this.stopped && this.active < this.deps.parallel) {
       const now = this.deps.clock();
@@ -68,7 +66,7 @@ export class ReclaimWorker extends BackgroundWorker {
       if (claimed.length === 0) return;
       for (const node of claimed) {
         this.active++;
-        this.track(this.reclaim(node), () => this.active--);
+        this.track(this.work(node), () => this.active--);
       }
     }
   }
@@ -79,7 +77,7 @@ export class ReclaimWorker extends BackgroundWorker {
     return this.deps.store.transaction((tx) => tx.reclaims.extend(node.id, this.deps.owner, until));
   }
 
-  private async reclaim(node: Node): Promise<void> {
+  private async work(node: Node): Promise<void> {
     const pool = this.deps.pools().get(node.pool);
     if (!pool) {
       // Its pool left the configuration, and with it the commands: the machine cannot be reset
@@ -87,10 +85,12 @@ export class ReclaimWorker extends BackgroundWorker {
       await this.finish(node, { ok: false, reason: `pool ${node.pool} is no longer configured, so the node could not be reclaimed` });
       return;
     }
-    if (pool.command) {
-      await this.deprovision(node, pool.command.deprovision, pool.command.commandTimeoutMs);
-      return;
-    }
+    if (pool.command) await deprovision(node, pool.command, this.claimed);
+    else await this.reclaim(node, pool);
+  }
+
+  /** A static pool's node: the last project's SSH keys off, then the pool's reclaim command. */
+  private async reclaim(node: Node, pool: Pool): Promise<void> {
     const contextualizer = node.contextualized ? this.deps.contextualizer() : null;
     const workMs = (contextualizer?.timeoutMs ?? 0) + (pool.reclaim ? pool.reclaimTimeoutMs : 0);
     if (!(await this.extendClaim(node, workMs))) return;
@@ -126,45 +126,5 @@ export class ReclaimWorker extends BackgroundWorker {
     const change: Change = { at: this.deps.clock(), reason: result.reason ?? 'reclaimed', detail: stderrDetail(result) };
     const recorded = await this.deps.store.transaction((tx) => tx.reclaims.finish(node.id, this.deps.owner, move(result.ok ? 'reclaim-succeeded' : 'reclaim-failed'), change));
     if (recorded) this.deps.onReclaimed?.(node, result.ok, result.reason);
-  }
-
-  /** Destroys a command pool's node; a failure is tried again after a pause, a few times. */
-  private async deprovision(node: Node, argv: readonly string[], timeoutMs: number): Promise<void> {
-    if (!(await this.extendClaim(node, timeoutMs))) return;
-    const result = await runCommand(
-      {
-        label: 'deprovision',
-        argv,
-        env: { [COMMAND_ENV.Hostname]: node.hostname, [COMMAND_ENV.Ip]: node.ip ?? '', [COMMAND_ENV.Pool]: node.pool },
-        stdin: `${JSON.stringify({ hostname: node.hostname, ip: node.ip, data: node.data })}\n`,
-        timeoutMs,
-      },
-      this.killers,
-    );
-    if (this.stopped && !result.ok) return;
-    const now = this.deps.clock();
-    const detail = stderrDetail(result);
-    if (result.ok) {
-      const change = { at: now, reason: `deprovisioned (${node.reason ?? 'released'})`, detail };
-      const recorded = await this.deps.store.transaction((tx) => tx.reclaims.finish(node.id, this.deps.owner, move('deprovision-succeeded'), change));
-      if (recorded) this.deps.onReclaimed?.(node, true, change.reason);
-      return;
-    }
-    const attempt = node.attempts + 1;
-    const giveUp = attempt >= DEPROVISION_ATTEMPTS;
-    const pauseMs = DEPROVISION_BACKOFF_MS * 2 ** (attempt - 1);
-    const reason = giveUp
-      ? `deprovision failed ${attempt} times, left for an operator: ${result.reason}`
-      : `deprovision attempt ${attempt} of ${DEPROVISION_ATTEMPTS} failed, next in ${pauseMs / 1000}s: ${result.reason}`;
-    const recorded = await this.deps.store.transaction((tx) =>
-      tx.reclaims.finish(
-        node.id,
-        this.deps.owner,
-        giveUp ? move('deprovision-abandoned') : move('deprovision-failed', [], { retryAt: now + pauseMs }),
-        { at: now, reason, detail },
-      ),
-    );
-    if (recorded && giveUp) this.deps.onReclaimed?.(node, false, reason);
-    if (recorded && !giveUp) this.wakeAfter(`deprovision ${node.id}`, pauseMs + 50);
   }
 }

@@ -1,0 +1,199 @@
+/**
+ * The composition root of `cinode serve`: configuration, store, allocation service, HTTP app and
+ * background workers wired together, with reload (SIGHUP) and graceful close (SIGTERM).
+ *
+ * Everything that follows the configuration sits in one immutable snapshot (snapshot.ts); a reload
+ * builds a new one and swaps it whole, or, when anything fails, logs why and keeps the old one.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { AdminService } from '../core/admin.js';
+import { AllocationService } from '../core/service.js';
+import { checkConfigFiles, ConfigError, loadConfig, type CinodeConfig } from '../config/config.js';
+import { buildApp } from '../server/app.js';
+import { isDatabaseUnavailable } from '../store/errors.js';
+import { openStore } from '../store/open.js';
+import type { Store } from '../store/store.js';
+import { FillWorker } from '../workers/fill.js';
+import { Reaper } from '../workers/reaper.js';
+import { ReclaimWorker } from '../workers/reclaim.js';
+import { Ticker } from '../workers/ticker.js';
+import { buildSnapshot, type Snapshot } from './snapshot.js';
+
+/** How long a shutdown waits for running commands before killing them and leaving their work to the next start. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+/** What `cinode serve` says when the server could not start: every problem of a bad configuration, or the cause. */
+export function startFailure(error: unknown): string {
+  if (error instanceof ConfigError) return `the configuration has problems; the server did not start:\n${error.message}`;
+  return `could not start: ${error instanceof Error ? error.message : String(error)}`;
+}
+
+export interface ServerOptions {
+  configPath: string;
+  env?: Record<string, string | undefined>;
+  logger: FastifyBaseLogger;
+  /** Overrides the configuration's `listen` (tests use port 0). */
+  listen?: { host: string; port: number };
+  clock?: () => number;
+}
+
+export interface RunningServer {
+  url: string;
+  app: FastifyInstance;
+  store: Store;
+  service: AllocationService;
+  reaper: Reaper;
+  reclaim: ReclaimWorker;
+  fill: FillWorker;
+  /**
+   * Reads the configuration again and syncs projects and inventory. Never rejects: a bad file, a
+   * sync the database refuses or a database that is down is logged with its reason, and the
+   * server keeps serving on the configuration it had.
+   */
+  reload(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const log = options.logger;
+  const env = options.env ?? process.env;
+  const clock = options.clock ?? Date.now;
+  const initial = loadConfig(options.configPath, env);
+  checkConfigFiles(initial, options.configPath);
+  const store = await openStore(initial.database);
+  if (store.exclusive) {
+    // Only this process uses the file: reclaims that a crash interrupted start over now. On
+    // PostgreSQL other replicas hold live claims: a dead replica's claims are taken once they lapse.
+    await store.read().reclaims.clearAll();
+  }
+  /** Kill functions of the ssh runs in flight (contextualization), stopped at shutdown. */
+  const sshRuns = new Set<() => void>();
+  let current: Snapshot = await buildSnapshot(store, initial, clock(), sshRuns);
+  const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+
+  const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
+  const reclaim = new ReclaimWorker({
+    store,
+    clock,
+    pools: () => current.pools,
+    contextualizer: () => current.contextualizer,
+    owner,
+    parallel: initial.reclaimParallel,
+    onError,
+    onReclaimed: (node, ok, reason) => log.info({ node: node.hostname, pool: node.pool, ok, reason }, ok ? 'node reclaimed' : 'node quarantined'),
+  });
+  const fill = new FillWorker({
+    store,
+    clock,
+    pools: () => current.pools,
+    owner,
+    onError,
+    onRetire: () => reclaim.kick(),
+    onProvisioned: (pool, added, problem) =>
+      problem === null ? log.info({ pool, added }, 'nodes provisioned') : log.warn({ pool, added, problem }, 'provision failed'),
+  });
+  const service = new AllocationService({
+    store,
+    catalog: () => current.catalog,
+    clock,
+    newSsid: randomUUID,
+    // Released nodes of pools without a command are ready already: no reclaim to look for (the
+    // tick still looks, for nodes a reload left waiting).
+    onRelease: () => {
+      if (current.work.reclaim) reclaim.kick();
+      if (current.work.fill) fill.kick();
+    },
+    contextualizer: () => current.contextualizer,
+    onDemand: (demanded, missing) => fill.demand(demanded, missing),
+    onAllocated: () => {
+      if (current.work.fill) fill.kick();
+    },
+  });
+  const admin = new AdminService({ store, catalog: () => current.catalog, clock, onRelease: () => reclaim.kick() });
+  const reaper = new Reaper({
+    store,
+    catalog: () => current.catalog,
+    clock,
+    eventRetention: () => current.config.eventRetentionMs,
+    onRelease: () => reclaim.kick(),
+    onError,
+  });
+  // The interval is read once: a reload does not change it (like listen and database).
+  const ticker = new Ticker(initial.reaperIntervalMs, [() => reaper.kick(), () => reclaim.kick(), () => fill.kick()]);
+
+  const app = await buildApp({
+    service,
+    admin,
+    logger: log,
+    publicInventory: () => current.config.publicInventory,
+    databaseUnavailable: isDatabaseUnavailable,
+    healthCheck: async () => {
+      await store.read().sessions.nextExpiry();
+    },
+  });
+  const listen = options.listen ?? initial.listen;
+  await app.listen({ host: listen.host, port: listen.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : listen.port;
+  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  const url = `http://${host}:${port}`;
+  log.info({ url, database: initial.database.replace(/\/\/[^@/]*@/, '//***@') }, `cinode listening on ${url}`);
+
+  ticker.start();
+
+  /** Reads the file and builds its snapshot; throws on any failure, having changed nothing in use. */
+  async function nextSnapshot(): Promise<Snapshot> {
+    const next: CinodeConfig = loadConfig(options.configPath, env);
+    checkConfigFiles(next, options.configPath);
+    if (next.database !== initial.database || next.listen.port !== initial.listen.port || next.listen.host !== initial.listen.host) {
+      log.warn('listen and database changes take effect at the next start only');
+    }
+    return buildSnapshot(store, next, clock(), sshRuns);
+  }
+
+  let closing: Promise<void> | undefined;
+  /** Reloads run one after another: a slow one never swaps in its snapshot after a later one. */
+  let reloading: Promise<void> = Promise.resolve();
+  async function reloadOnce(): Promise<void> {
+    if (closing) return;
+    try {
+      current = await nextSnapshot();
+    } catch (error) {
+      log.error({ err: error }, 'configuration reload failed; keeping the running configuration');
+      return;
+    }
+    log.info({ projects: current.config.projects.length, pools: current.config.pools.length }, 'configuration reloaded');
+    reclaim.kick();
+    fill.kick();
+  }
+
+  return {
+    url,
+    app,
+    store,
+    service,
+    reaper,
+    reclaim,
+    fill,
+    reload() {
+      reloading = reloading.then(reloadOnce).catch((error: unknown) => log.error({ err: error }, 'configuration reload failed'));
+      return reloading;
+    },
+    close() {
+      closing ??= (async () => {
+        ticker.stop();
+        await app.close(); // finishes requests in flight
+        await reaper.stop();
+        await Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS)]);
+        // The workers waited their grace: an ssh run still going now belongs to work they left
+        // for the next start, and would outlive the process's database.
+        for (const kill of sshRuns) kill();
+        await store.close();
+        log.info('cinode stopped');
+      })();
+      return closing;
+    },
+  };
+}
