@@ -340,7 +340,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
 
     // The Reaper itself, on both replicas at once: one pass ends the new batch, the other none of it.
     await expiredSessions(a, p1!, 30, 0);
-    const reaper = (store: Store) => new Reaper({ store, catalog: () => new Catalog([], [], { ver: '7', arch: 'x86_64', defaultFlavor: {} }), clock: Date.now, eventRetention: () => 'never', onRelease: () => undefined, onError: () => undefined });
+    const reaper = (store: Store) => new Reaper({ store, catalog: () => new Catalog([], [], { ver: '7', arch: 'x86_64', defaultFlavor: {} }), clock: Date.now, eventRetention: () => 'never', wakeReclaim: () => undefined, onError: () => undefined });
     const counts = await Promise.all([reaper(a).reapOnce(), reaper(b).reapOnce()]);
     expect(counts[0]! + counts[1]!).toBe(30);
   });

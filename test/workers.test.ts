@@ -53,7 +53,7 @@ test('a reaper pass that fails is reported, not thrown; stop waits for the pass 
       },
     },
   });
-  const reaper = new Reaper({ store, catalog, clock: () => 0, eventRetention: () => 'never', onRelease: () => undefined, onError: (e) => errors.push(e) });
+  const reaper = new Reaper({ store, catalog, clock: () => 0, eventRetention: () => 'never', wakeReclaim: () => undefined, onError: (e) => errors.push(e) });
   reaper.kick();
   reaper.kick(); // a pass is under way: no second one
   expect(passes).toBe(1);
@@ -89,7 +89,7 @@ test('a reaper pass ends expired sessions and holds in batches, tells of release
     },
   });
   let released = 0;
-  const reaper = new Reaper({ store, catalog, clock: () => 5_000, eventRetention: () => 1_000, onRelease: () => released++, onError: () => undefined });
+  const reaper = new Reaper({ store, catalog, clock: () => 5_000, eventRetention: () => 1_000, wakeReclaim: () => released++, onError: () => undefined });
   expect(await reaper.reapOnce()).toBe(1007);
   expect(calls).toEqual(['expire', 'expire', 'holds', 'prune before 4000']);
   expect(released).toBe(1);

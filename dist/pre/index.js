@@ -28666,12 +28666,105 @@ var __webpack_exports__ = {};
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/api/duration.ts
+/**
+ * Durations as docs/api.md writes them ("General rules"): `30s`, `90m`, `6h`, `2d`, combinations
+ * with each unit at most once in the order d, h, m, s (`1h30m`), and the word `never`. The server,
+ * the configuration, the CLI and the action all read durations here, so they accept the same text.
+ */
+const NEVER = 'never';
+const DURATION_PATTERN = /^(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,6})s)?$/;
+const UNIT_MS = [86_400_000, 3_600_000, 60_000, 1_000];
+const DURATION_HELP = 'a duration such as 30s, 90m, 6h, 2d or 1h30m (units d, h, m, s, each at most once, in that order)';
+/** Parses a duration into milliseconds; undefined when the text is not a positive duration. */
+function parseDuration(text) {
+    const match = DURATION_PATTERN.exec(text);
+    if (!match || text === '')
+        return undefined;
+    let ms = 0;
+    for (let i = 0; i < UNIT_MS.length; i++) {
+        const part = match[i + 1];
+        if (part !== undefined)
+            ms += Number(part) * UNIT_MS[i];
+    }
+    return ms > 0 ? ms : undefined;
+}
+/** Parses a duration or the word `never`. */
+function parseLifetime(text) {
+    return text === NEVER ? NEVER : parseDuration(text);
+}
+/** Writes milliseconds back as the shortest duration text (`5400000` -> `1h30m`). */
+function formatDuration(ms) {
+    const labels = ['d', 'h', 'm', 's'];
+    let rest = Math.round(ms / 1000) * 1000;
+    let text = '';
+    for (let i = 0; i < UNIT_MS.length; i++) {
+        const amount = Math.floor(rest / UNIT_MS[i]);
+        if (amount > 0)
+            text += `${amount}${labels[i]}`;
+        rest -= amount * UNIT_MS[i];
+    }
+    return text === '' ? '0s' : text;
+}
+
+;// CONCATENATED MODULE: ./src/api/patterns.ts
+/**
+ * The grammar of the names that travel on the wire (docs/api.md, "General rules"): aliases,
+ * hostnames and the ver/arch/flavor labels. The server refuses what does not match; the action
+ * and the CLI check the same patterns before asking.
+ */
+/** An alias is at most this long; so is anything a client may pass as `ssid=` (ssid or alias). */
+const ALIAS_MAX_LENGTH = 128;
+/** The characters an alias may hold, at any length (the action shortens a long one itself). */
+const ALIAS_CHARACTERS = /^[A-Za-z0-9._:/@-]+$/;
+/** A whole alias: 1 to ALIAS_MAX_LENGTH of ALIAS_CHARACTERS. */
+const ALIAS_PATTERN = /^[A-Za-z0-9._:/@-]{1,128}$/;
+const ALIAS_HELP = '1 to 128 characters of A-Z a-z 0-9 . _ - : / @';
+/** A hostname is at most this long (DNS). */
+const HOSTNAME_MAX_LENGTH = 253;
+/** The characters a hostname may hold, at any length. */
+const HOSTNAME_CHARACTERS = /^[A-Za-z0-9._-]+$/;
+/** A whole hostname: 1 to HOSTNAME_MAX_LENGTH of HOSTNAME_CHARACTERS. */
+const HOSTNAME_PATTERN = /^[A-Za-z0-9._-]{1,253}$/;
+const HOSTNAME_HELP = "letters, digits, '.', '_' and '-', at most 253";
+/** `ver`, `arch` and `flavor` of a request: names a pool is chosen by. */
+const LABEL_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const LABEL_HELP = "1 to 64 letters, digits, '.', '_' or '-'";
+
+;// CONCATENATED MODULE: ./src/api/env.ts
+/**
+ * The `CINODE_*` environment variables: those the CLI reads and the action exports to later
+ * steps of a job, and those cinode gives to an operator's commands (reclaim, provision,
+ * deprovision). Nothing else spells these names.
+ */
+/** What a client side reads or exports: the CLI reads the URL and key, the action exports the rest. */
+const CLIENT_ENV = {
+    Url: 'CINODE_URL',
+    Key: 'CINODE_KEY',
+    Ssid: 'CINODE_SSID',
+    Alias: 'CINODE_ALIAS',
+    /** Every host of the session, space separated. */
+    Hosts: 'CINODE_HOSTS',
+};
+/** What an operator's command is given: the node (reclaim, deprovision) or the pool and count (provision). */
+const COMMAND_ENV = {
+    Hostname: 'CINODE_HOSTNAME',
+    Ip: 'CINODE_IP',
+    Pool: 'CINODE_POOL',
+    Count: 'CINODE_COUNT',
+    Ver: 'CINODE_VER',
+    Arch: 'CINODE_ARCH',
+    Flavor: 'CINODE_FLAVOR',
+};
+
 ;// CONCATENATED MODULE: ./src/action/constants.ts
 /**
  * Every name the action shares with the runner, declared once: the inputs and outputs of
  * action.yml, the step state that pre and main hand to post, and the environment variables the
- * action exports to later steps. Nothing else spells these strings.
+ * action exports to later steps. Nothing else spells these strings; the `CINODE_*` names and the
+ * alias grammar are the API's (src/api), shared with the CLI and the server.
  */
+
 /** The inputs of action.yml. */
 const constants_Inputs = {
     Url: 'url',
@@ -28716,11 +28809,11 @@ const OwnerState = {
 };
 /** Environment variables exported (via `GITHUB_ENV`) to the later steps of the job. */
 const Env = {
-    Url: 'CINODE_URL',
-    Ssid: 'CINODE_SSID',
-    Alias: 'CINODE_ALIAS',
+    Url: CLIENT_ENV.Url,
+    Ssid: CLIENT_ENV.Ssid,
+    Alias: CLIENT_ENV.Alias,
     /** Every host of the session after the latest main step, space separated. */
-    Hosts: 'CINODE_HOSTS',
+    Hosts: CLIENT_ENV.Hosts,
 };
 /** Defaults of inputs left empty (action.yml gives the same; a bare `node dist/...` run gives none). */
 const constants_Defaults = {
@@ -28734,15 +28827,14 @@ const constants_Defaults = {
  * minutes at most, and a teardown that cannot reach the server should warn quickly, not hang.
  */
 const POST_TIMEOUT_MS = 60_000;
-/** SPEC.md: 1 to 128 characters of A-Z a-z 0-9 . _ - : / @ */
-const ALIAS_MAX_LENGTH = 128;
-const ALIAS_PATTERN = /^[A-Za-z0-9._\-:/@]+$/;
 
 ;// CONCATENATED MODULE: ./src/action/inputs.ts
 /**
  * Reading and checking the inputs. A bad input fails the step with a message that names it and
  * says what is accepted, before any request is made.
  */
+
+
 
 
 class InputError extends Error {
@@ -28783,23 +28875,6 @@ function parseBoolean(name, text, fallback) {
         return false;
     throw new InputError(name, `"${text}" is not a boolean: use true or false`);
 }
-// The duration syntax of SPEC.md. Kept here rather than imported from src/core: the action may
-// import the client only, so that dist/ carries no server code.
-const DURATION_PATTERN = /^(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,6})s)?$/;
-const UNIT_MS = [86_400_000, 3_600_000, 60_000, 1_000];
-/** A positive duration (`90s`, `5m`, `1h30m`) in milliseconds, or undefined. */
-function parseDuration(text) {
-    const match = DURATION_PATTERN.exec(text);
-    if (!match || text === '')
-        return undefined;
-    let ms = 0;
-    UNIT_MS.forEach((unit, i) => {
-        const part = match[i + 1];
-        if (part !== undefined)
-            ms += Number(part) * unit;
-    });
-    return ms > 0 ? ms : undefined;
-}
 function parseList(text) {
     const items = text
         .split(/[,\n]/)
@@ -28814,7 +28889,7 @@ function parseList(text) {
  * it and matrix legs still differ.
  */
 function normalizeAlias(alias) {
-    if (!ALIAS_PATTERN.test(alias)) {
+    if (!ALIAS_CHARACTERS.test(alias)) {
         throw new InputError(constants_Inputs.Alias, `"${alias}" has characters an alias cannot hold: use A-Z a-z 0-9 . _ - : / @`);
     }
     if (alias.length <= ALIAS_MAX_LENGTH)
@@ -31937,13 +32012,33 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
+;// CONCATENATED MODULE: ./src/api/messages.ts
+/**
+ * The legacy bodies that clients of admin.ci recognise by their exact text (docs/api.md,
+ * "Errors" and the legacy calls). The server writes them and the client matches them, so both
+ * read them here; changing one of these strings breaks `cico` and existing scripts.
+ */
+/** 403: no key, or a key no project has. */
+const INVALID_KEY_MESSAGE = 'Invalid duffy key';
+/** 403: an unknown, foreign or malformed session reference. */
+const INVALID_SESSION_MESSAGE = 'Invalid session ID';
+/** 503 text/plain (never JSON: cico retries only a body that is not JSON): not enough ready nodes now. */
+const CAPACITY_MESSAGE = 'Insufficient Nodes in READY State';
+/** `/Node/done` without `node` on a session that is already done. */
+const NOT_IN_PROD_MESSAGE = 'Session not in Prod';
+/** 403: the project holds as many failed nodes as it may. */
+const FAILED_NODE_LIMIT_MESSAGE = 'Exceeded maximum allowed fail nodes limit, please release other machines to continue';
+/** The success answer of `/Node/done`, `/Node/fail` and `/Session/done`, as the JSON string it is sent as. */
+const DONE_MESSAGE = 'Done';
+/** DONE_MESSAGE as the body goes over the wire: a JSON string, quotes included. */
+const DONE_BODY = JSON.stringify(DONE_MESSAGE);
+
 ;// CONCATENATED MODULE: ./src/client/errors.ts
-const INVALID_KEY_MSG = 'Invalid duffy key';
-const INVALID_SESSION_MSG = 'Invalid session ID';
-/** The legacy capacity answer of `/Node/get` (a plain-text body, never JSON). */
-const INSUFFICIENT_NODES_MSG = 'Insufficient Nodes in READY State';
-/** The legacy answer of `/Node/done` without `node` on a session that is already done. */
-const NOT_IN_PROD_MSG = 'Session not in Prod';
+/**
+ * The errors a call can end with, parsed from the legacy admin.ci bodies (docs/api.md, "Errors").
+ * Nothing here imports the server: the client reads only what goes over the wire.
+ */
+
 const REDACTED = '[REDACTED]';
 /** A call that failed: the server refused it (`kind` from its answer) or no answer came (`transport`). */
 class CinodeApiError extends Error {
@@ -32033,7 +32128,7 @@ function snippet(body, max = 200) {
     return flat.length > max ? `${flat.slice(0, max)}...` : flat;
 }
 /**
- * The error an answer that is not a 2xx stands for (SPEC.md's error table). `now` resolves a
+ * The error an answer that is not a 2xx stands for (docs/api.md's error table). `now` resolves a
  * `Retry-After` given as a date.
  */
 function errorFromAnswer(call, answer, now) {
@@ -32044,17 +32139,17 @@ function errorFromAnswer(call, answer, now) {
     const options = { status, call, retryAfterMs };
     const fallback = `HTTP ${status} from ${call}: ${snippet(body)}`;
     if (status === 503 && json === undefined) {
-        return new CinodeApiError('capacity', body.trim() === '' ? INSUFFICIENT_NODES_MSG : snippet(body), options);
+        return new CinodeApiError('capacity', body.trim() === '' ? CAPACITY_MESSAGE : snippet(body), options);
     }
     if (status >= 500)
         return new CinodeApiError('server', msg ?? fallback, options);
     switch (status) {
         case 401:
-            return new CinodeApiError('invalid-key', msg ?? INVALID_KEY_MSG, options);
+            return new CinodeApiError('invalid-key', msg ?? INVALID_KEY_MESSAGE, options);
         case 403:
-            if (msg === INVALID_KEY_MSG)
+            if (msg === INVALID_KEY_MESSAGE)
                 return new CinodeApiError('invalid-key', msg, options);
-            if (msg === INVALID_SESSION_MSG)
+            if (msg === INVALID_SESSION_MESSAGE)
                 return new CinodeApiError('invalid-session', msg, options);
             return new CinodeApiError('policy', msg ?? fallback, options);
         case 409:
@@ -32077,16 +32172,16 @@ function legacyRefusal(call, status, body) {
     const json = parseJson(body);
     const options = { status, call };
     if (json === undefined) {
-        return body.includes(INSUFFICIENT_NODES_MSG) ? new CinodeApiError('capacity', INSUFFICIENT_NODES_MSG, options) : undefined;
+        return body.includes(CAPACITY_MESSAGE) ? new CinodeApiError('capacity', CAPACITY_MESSAGE, options) : undefined;
     }
     const msg = messageOf(json);
     if (msg === undefined)
         return undefined;
-    if (msg === INVALID_KEY_MSG)
+    if (msg === INVALID_KEY_MESSAGE)
         return new CinodeApiError('invalid-key', msg, options);
-    if (msg === INVALID_SESSION_MSG)
+    if (msg === INVALID_SESSION_MESSAGE)
         return new CinodeApiError('invalid-session', msg, options);
-    if (msg.includes(INSUFFICIENT_NODES_MSG))
+    if (msg.includes(CAPACITY_MESSAGE))
         return new CinodeApiError('capacity', msg, options);
     // Any other legacy refusal (fail-node limit, quota, ...) is the server saying no: not retried.
     return new CinodeApiError('policy', msg, options);
@@ -32095,7 +32190,7 @@ function legacyRefusal(call, status, body) {
 ;// CONCATENATED MODULE: ./src/client/retry.ts
 /**
  * Retry with exponential backoff and full jitter, bounded by a total time budget. A failed request
- * changes nothing on the server (SPEC.md: every call is one transaction), so an answered failure
+ * changes nothing on the server (docs/api.md: every call is one transaction), so an answered failure
  * that may pass (5xx, 429, capacity) is always worth another try; an unanswered request may have
  * been carried out, so it is retried only for calls that are idempotent by design.
  */
@@ -32245,10 +32340,11 @@ class ActionsHttpTransport {
 
 ;// CONCATENATED MODULE: ./src/client/client.ts
 /**
- * The typed cinode client: one method per call of SPEC.md, legacy bodies parsed into typed results
+ * The typed cinode client: one method per call of docs/api.md, legacy bodies parsed into typed results
  * and CinodeApiErrors, retries bounded by a total time budget (retry.ts). Works against cinode and
  * against a legacy admin.ci endpoint (`keyInQuery`). Nothing here imports the server.
  */
+
 
 
 
@@ -32257,7 +32353,7 @@ const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_USER_AGENT = 'cinode-client';
 /** Every request gets at least this long, even when the budget is nearly spent (its last attempt). */
 const MIN_REQUEST_TIMEOUT_MS = 1_000;
-/** The calls of SPEC.md by path: one name per call. */
+/** The calls of docs/api.md by path: one name per call. */
 const CALL = {
     nodeGet: '/Node/get',
     nodeDone: '/Node/done',
@@ -32269,7 +32365,6 @@ const CALL = {
     sessionList: '/Session/list',
     sessionExtend: '/Session/extend',
 };
-const DONE = 'Done';
 // ---- shape checks ------------------------------------------------------------------------------
 function isRecord(value) {
     return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -32332,7 +32427,7 @@ function asKeyedInventory(body) {
     const ok = body.every((row) => Array.isArray(row) && row.length >= 2 && isString(row[0]) && isString(row[1]));
     return ok ? body.map((row) => [row[0], row[1]]) : undefined;
 }
-function isInventoryRow(row) {
+function isPublicInventoryRow(row) {
     if (!Array.isArray(row) || row.length !== 14)
         return false;
     const [id, hostname, ip, chassis, used, state, comment, distro, rel, ver, arch, pool, port, flavor] = row;
@@ -32352,13 +32447,13 @@ function isInventoryRow(row) {
         isStringOrNull(flavor));
 }
 function asPublicInventory(body) {
-    return Array.isArray(body) && body.every(isInventoryRow) ? body : undefined;
+    return Array.isArray(body) && body.every(isPublicInventoryRow) ? body : undefined;
 }
-const asDone = (body) => (body === DONE ? true : undefined);
+const asDone = (body) => (body === DONE_MESSAGE ? true : undefined);
 function asNodeDone(body) {
-    if (body === DONE)
+    if (body === DONE_MESSAGE)
         return 'done';
-    if (isRecord(body) && body.msg === NOT_IN_PROD_MSG)
+    if (isRecord(body) && body.msg === NOT_IN_PROD_MESSAGE)
         return 'not-in-prod';
     return undefined;
 }
@@ -32412,7 +32507,7 @@ class CinodeClient {
     }
     /**
      * `/Node/done`: without `nodes`, ends the session ('not-in-prod' when it was already done); with
-     * `nodes`, releases just those hosts.
+     * `nodes`, releases just those nodes.
      */
     async doneNodes(ssid, nodes) {
         return this.call({
@@ -32420,17 +32515,17 @@ class CinodeClient {
             query: { ssid, node: nodeList(CALL.nodeDone, nodes) },
             idempotent: false,
             parse: asNodeDone,
-            expected: `"Done" or {"msg": "${NOT_IN_PROD_MSG}"}`,
+            expected: `${DONE_BODY} or {"msg": "${NOT_IN_PROD_MESSAGE}"}`,
         });
     }
-    /** `/Node/fail`: without `nodes`, keeps the session's nodes for debugging; with `nodes`, reports those hosts broken. */
+    /** `/Node/fail`: without `nodes`, keeps the session's nodes for debugging; with `nodes`, reports those nodes broken. */
     async failNodes(ssid, nodes) {
         await this.call({
             path: CALL.nodeFail,
             query: { ssid, node: nodeList(CALL.nodeFail, nodes) },
             idempotent: false,
             parse: asDone,
-            expected: '"Done"',
+            expected: DONE_BODY,
         });
     }
     /** Keyed `/Inventory`: `[hostname, ssid]` for each node in the project's active sessions. */
@@ -32461,7 +32556,7 @@ class CinodeClient {
     }
     /** `/Session/done`: ends the session (ssid or alias); fine when it was already done. */
     async doneSession(ssid) {
-        await this.call({ path: CALL.sessionDone, query: { ssid }, idempotent: true, parse: asDone, expected: '"Done"' });
+        await this.call({ path: CALL.sessionDone, query: { ssid }, idempotent: true, parse: asDone, expected: DONE_BODY });
     }
     /** `/Session/show`. */
     showSession(ssid) {

@@ -7,12 +7,12 @@ import type { HostView, SessionView } from '../client/types.js';
 import { Env, Outputs } from './constants.js';
 import { maskKey, readMainInputs, type MainInputs } from './inputs.js';
 import type { ActionCore, ActionDeps, SummarySection } from './ports.js';
-import { resolveSession, type Session } from './session.js';
+import { resolveSession, type JobSession } from './session.js';
 import { connect, describeError, elapsed } from './stage.js';
 
 /** What main changed, for the outputs and the summary. */
 export interface MainResult {
-  session: Session;
+  session: JobSession;
   added: string[];
   released: string[];
   failed: string[];

@@ -7,7 +7,8 @@ import type { SessionInputs } from './inputs.js';
 import type { ActionDeps } from './ports.js';
 import { elapsed, errorKind, type StageClient } from './stage.js';
 
-export interface Session {
+/** The session of the job, as this use of the action found it. */
+export interface JobSession {
   ssid: string;
   alias: string;
   /** This use opened the session: its post ends it. */
@@ -27,11 +28,11 @@ export interface Session {
  * the answer arrives, so a stage that is cancelled or fails right after still leaves post what it
  * needs to end the session.
  */
-export async function resolveSession(deps: ActionDeps, inputs: SessionInputs, stage: StageClient): Promise<Session> {
+export async function resolveSession(deps: ActionDeps, inputs: SessionInputs, stage: StageClient): Promise<JobSession> {
   const { core } = deps;
   const stateSsid = core.getState(State.Ssid);
   if (stateSsid !== '') {
-    const session: Session = {
+    const session: JobSession = {
       ssid: stateSsid,
       alias: core.getState(State.Alias) || inputs.alias,
       owner: core.getState(State.Owner) === OwnerState.Owner,

@@ -1,5 +1,5 @@
 /**
- * The wire contract of SPEC.md: the success bodies of the API, as the server writes them and the
+ * The wire contract of docs/api.md: the success bodies of the API, as the server writes them and the
  * client reads them. Types only, so both sides share them without sharing code.
  */
 import type { SessionState } from './states.js';

@@ -1,5 +1,5 @@
 /**
- * The typed cinode client: one method per call of SPEC.md, legacy bodies parsed into typed results
+ * The typed cinode client: one method per call of docs/api.md, legacy bodies parsed into typed results
  * and CinodeApiErrors, retries bounded by a total time budget (retry.ts). Works against cinode and
  * against a legacy admin.ci endpoint (`keyInQuery`). Nothing here imports the server.
  */
@@ -51,7 +51,7 @@ export interface CinodeClientOptions {
   maxDelayMs?: number;
 }
 
-/** The calls of SPEC.md by path: one name per call. */
+/** The calls of docs/api.md by path: one name per call. */
 const CALL = {
   nodeGet: '/Node/get',
   nodeDone: '/Node/done',

@@ -1,5 +1,5 @@
 /**
- * The errors a call can end with, parsed from the legacy admin.ci bodies (SPEC.md section 1).
+ * The errors a call can end with, parsed from the legacy admin.ci bodies (docs/api.md, "Errors").
  * Nothing here imports the server: the client reads only what goes over the wire.
  */
 import { CAPACITY_MESSAGE, INVALID_KEY_MESSAGE, INVALID_SESSION_MESSAGE } from '../api/messages.js';
@@ -109,7 +109,7 @@ export interface Answer {
 }
 
 /**
- * The error an answer that is not a 2xx stands for (SPEC.md's error table). `now` resolves a
+ * The error an answer that is not a 2xx stands for (docs/api.md's error table). `now` resolves a
  * `Retry-After` given as a date.
  */
 export function errorFromAnswer(call: string, answer: Answer, now: number): CinodeApiError {

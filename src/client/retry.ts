@@ -1,6 +1,6 @@
 /**
  * Retry with exponential backoff and full jitter, bounded by a total time budget. A failed request
- * changes nothing on the server (SPEC.md: every call is one transaction), so an answered failure
+ * changes nothing on the server (docs/api.md: every call is one transaction), so an answered failure
  * that may pass (5xx, 429, capacity) is always worth another try; an unanswered request may have
  * been carried out, so it is retried only for calls that are idempotent by design.
  */

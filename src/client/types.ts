@@ -1,5 +1,5 @@
 /**
- * The typed shapes of the cinode API as a client sees them (SPEC.md), and the errors a call can
+ * The typed shapes of the cinode API as a client sees them (docs/api.md), and the errors a call can
  * end with. Shared by the GitHub Action and the `cinode` command; nothing here imports the server.
  */
 
@@ -22,7 +22,7 @@ export interface SessionGetParams {
 
 /**
  * How a call failed. `transport` means no answer came (connection refused, reset, timed out);
- * the others are the server's answers of SPEC.md's error table.
+ * the others are the server's answers of docs/api.md's error table.
  */
 export type ApiErrorKind =
   | 'invalid-key' // 403 Invalid duffy key

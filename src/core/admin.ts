@@ -17,7 +17,7 @@ export interface AdminDeps {
   catalog: () => Catalog;
   clock: () => number;
   /** Called after a node was sent to reclaim, so its reclaim starts at once. */
-  onRelease: () => void;
+  wakeReclaim: () => void;
 }
 
 type Action = 'release' | 'disable' | 'enable';
@@ -113,7 +113,7 @@ export class AdminService {
       else await tx.nodes.apply([node.id], moved, change);
       return nodeView((await tx.nodes.byHostname(hostname))!);
     });
-    if (action !== 'disable') this.deps.onRelease();
+    if (action !== 'disable') this.deps.wakeReclaim();
     return view;
   }
 }

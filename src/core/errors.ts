@@ -1,6 +1,6 @@
 /**
  * What can go wrong in a call, as the allocation domain sees it. The server maps each kind to the
- * status and legacy body of SPEC.md; the core never speaks HTTP.
+ * status and legacy body of docs/api.md; the core never speaks HTTP.
  */
 import { INVALID_KEY_MESSAGE, INVALID_SESSION_MESSAGE } from '../api/messages.js';
 

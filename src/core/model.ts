@@ -1,6 +1,6 @@
 /**
  * The allocation domain's vocabulary: projects, pools, sessions and nodes, with the node states of
- * SPEC.md section 4 and their legacy names in the unkeyed inventory.
+ * docs/api.md ("Node states" and "Lifecycle") and their legacy names in the unkeyed inventory.
  */
 import type { Lifetime } from '../api/duration.js';
 import type { EndReason, NodeState, SessionState } from '../api/states.js';

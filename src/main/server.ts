@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { AdminService } from '../core/admin.js';
-import { AllocationService } from '../core/service.js';
+import type { NodeEvent } from '../core/lifecycle.js';
+import { AllocationService } from '../core/allocation.js';
 import { checkConfigFiles, ConfigError, loadConfig, type CinodeConfig } from '../config/config.js';
 import { buildApp } from '../server/app.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
@@ -29,6 +30,14 @@ export function startFailure(error: unknown): string {
   if (error instanceof ConfigError) return `the configuration has problems; the server did not start:\n${error.message}`;
   return `could not start: ${error instanceof Error ? error.message : String(error)}`;
 }
+
+/** The log line of each way a node's aftercare ends. */
+const AFTERCARE_LOG: Partial<Record<NodeEvent, string>> = {
+  'reclaim-succeeded': 'node reclaimed',
+  'reclaim-failed': 'node quarantined',
+  'deprovision-succeeded': 'node deprovisioned',
+  'deprovision-abandoned': 'node left for an operator after failed deprovisions',
+};
 
 export interface ServerOptions {
   configPath: string;
@@ -82,7 +91,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     owner,
     parallel: initial.reclaimParallel,
     onError,
-    onReclaimed: (node, ok, reason) => log.info({ node: node.hostname, pool: node.pool, ok, reason }, ok ? 'node reclaimed' : 'node quarantined'),
+    onFinished: (node, outcome, reason) => log.info({ node: node.hostname, pool: node.pool, outcome, reason }, AFTERCARE_LOG[outcome] ?? outcome),
   });
   const fill = new FillWorker({
     store,
@@ -101,7 +110,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     newSsid: randomUUID,
     // Released nodes of pools without a command are ready already: no reclaim to look for (the
     // tick still looks, for nodes a reload left waiting).
-    onRelease: () => {
+    wakeReclaim: () => {
       if (current.work.reclaim) reclaim.kick();
       if (current.work.fill) fill.kick();
     },
@@ -111,13 +120,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (current.work.fill) fill.kick();
     },
   });
-  const admin = new AdminService({ store, catalog: () => current.catalog, clock, onRelease: () => reclaim.kick() });
+  const admin = new AdminService({ store, catalog: () => current.catalog, clock, wakeReclaim: () => reclaim.kick() });
   const reaper = new Reaper({
     store,
     catalog: () => current.catalog,
     clock,
     eventRetention: () => current.config.eventRetentionMs,
-    onRelease: () => reclaim.kick(),
+    wakeReclaim: () => reclaim.kick(),
     onError,
   });
   // The interval is read once: a reload does not change it (like listen and database).

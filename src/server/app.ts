@@ -1,5 +1,5 @@
 /**
- * The HTTP face of cinode: the legacy admin.ci calls and the session calls of SPEC.md, each
+ * The HTTP face of cinode: the legacy admin.ci calls and the session calls of docs/api.md, each
  * answered with exactly its legacy body, every error as `{"msg": ...}` (but the capacity answer).
  */
 import { parse as parseQueryString } from 'node:querystring';
@@ -8,7 +8,7 @@ import { DONE_BODY, INVALID_KEY_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/mess
 import { badRequest, CinodeError } from '../core/errors.js';
 import type { Project } from '../core/model.js';
 import type { AdminService } from '../core/admin.js';
-import type { AllocationService } from '../core/service.js';
+import type { AllocationService } from '../core/allocation.js';
 import { createHttpStack } from './http.js';
 import {
   collectParams,

@@ -175,7 +175,7 @@ export function readHostname(params: Params): string {
   return value;
 }
 
-/** `state=`: one of the node states of SPEC.md section 4. */
+/** `state=`: one of the node states of docs/api.md ("Node states" and "Lifecycle"). */
 export function readNodeState(params: Params): NodeState | undefined {
   const accepted = NODE_STATES.join(', ');
   const value = nonEmpty(params, 'state', accepted);

@@ -10,7 +10,7 @@
 import type { CommandPoolSettings, Node } from '../core/model.js';
 import { runCommand, stderrDetail } from '../machines/command.js';
 import { COMMAND_ENV } from '../api/env.js';
-import { move } from '../core/lifecycle.js';
+import { move, type NodeEvent } from '../core/lifecycle.js';
 import type { Storage } from '../core/storage.js';
 
 /** Deprovision attempts before a node is left `failed` for an operator. */
@@ -34,7 +34,7 @@ export interface ClaimedWork {
   extendClaim(node: Node, workMs: number): Promise<boolean>;
   /** Looks for work again after `delayMs` (at most one pending wake-up per key). */
   wakeAfter(key: string, delayMs: number): void;
-  onDone?: (node: Node, ok: boolean, reason: string | null) => void;
+  onDone?: (node: Node, outcome: NodeEvent, reason: string | null) => void;
 }
 
 /** Destroys a command pool's node; a failure is tried again after a pause, a few times. */
@@ -56,7 +56,7 @@ export async function deprovision(node: Node, settings: CommandPoolSettings, wor
   if (result.ok) {
     const change = { at: now, reason: `deprovisioned (${node.reason ?? 'released'})`, detail };
     const recorded = await work.store.transaction((tx) => tx.reclaims.finish(node.id, work.owner, move('deprovision-succeeded'), change));
-    if (recorded) work.onDone?.(node, true, change.reason);
+    if (recorded) work.onDone?.(node, 'deprovision-succeeded', change.reason);
     return;
   }
   const attempt = node.attempts + 1;
@@ -73,6 +73,6 @@ export async function deprovision(node: Node, settings: CommandPoolSettings, wor
       { at: now, reason, detail },
     ),
   );
-  if (recorded && giveUp) work.onDone?.(node, false, reason);
+  if (recorded && giveUp) work.onDone?.(node, 'deprovision-abandoned', reason);
   if (recorded && !giveUp) work.wakeAfter(`deprovision ${node.id}`, pauseMs + WAKE_MARGIN_MS);
 }

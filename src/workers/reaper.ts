@@ -20,7 +20,7 @@ export interface ReaperDeps {
   /** How long events are kept (the configuration's `event-retention`). */
   eventRetention: () => Lifetime;
   /** Called after sessions were ended, so their nodes' reclaim starts at once. */
-  onRelease: () => void;
+  wakeReclaim: () => void;
   onError: (error: unknown) => void;
 }
 
@@ -66,7 +66,7 @@ export class Reaper {
       released += ended;
       if (ended < REAP_BATCH) break;
     }
-    if (total + released > 0) this.deps.onRelease();
+    if (total + released > 0) this.deps.wakeReclaim();
     const retention = this.deps.eventRetention();
     if (retention !== NEVER) await this.deps.store.transaction((tx) => tx.events.prune(now - retention));
     return total;

@@ -13,7 +13,7 @@
 import type { Contextualizer, MachineOutcome, Node, Pool } from '../core/model.js';
 import { runCommand, stderrDetail } from '../machines/command.js';
 import { COMMAND_ENV } from '../api/env.js';
-import { move } from '../core/lifecycle.js';
+import { move, type NodeEvent } from '../core/lifecycle.js';
 import type { Change, Storage } from '../core/storage.js';
 import { deprovision, type ClaimedWork } from './deprovision.js';
 import { BackgroundWorker } from './worker.js';
@@ -34,7 +34,8 @@ export interface ReclaimDeps {
   owner: string;
   parallel: number;
   onError: (error: unknown) => void;
-  onReclaimed?: (node: Node, ok: boolean, reason: string | null) => void;
+  /** Told of each node's aftercare that ended: reclaimed, quarantined, deprovisioned, or given up. */
+  onFinished?: (node: Node, outcome: NodeEvent, reason: string | null) => void;
 }
 
 export class ReclaimWorker extends BackgroundWorker {
@@ -52,7 +53,7 @@ export class ReclaimWorker extends BackgroundWorker {
       stopping: () => this.stopped,
       extendClaim: (node, workMs) => this.extendClaim(node, workMs),
       wakeAfter: (key, delayMs) => this.wakeAfter(key, delayMs),
-      onDone: deps.onReclaimed,
+      onDone: deps.onFinished,
     };
   }
 
@@ -124,7 +125,8 @@ export class ReclaimWorker extends BackgroundWorker {
   private async finish(node: Node, result: MachineOutcome): Promise<void> {
     if (this.stopped && !result.ok) return; // killed by shutdown: leave it for the next start
     const change: Change = { at: this.deps.clock(), reason: result.reason ?? 'reclaimed', detail: stderrDetail(result) };
-    const recorded = await this.deps.store.transaction((tx) => tx.reclaims.finish(node.id, this.deps.owner, move(result.ok ? 'reclaim-succeeded' : 'reclaim-failed'), change));
-    if (recorded) this.deps.onReclaimed?.(node, result.ok, result.reason);
+    const outcome = result.ok ? 'reclaim-succeeded' : 'reclaim-failed';
+    const recorded = await this.deps.store.transaction((tx) => tx.reclaims.finish(node.id, this.deps.owner, move(outcome), change));
+    if (recorded) this.deps.onFinished?.(node, outcome, result.reason);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The allocation domain: every call of SPEC.md as a method, each one transaction. It speaks in
+ * The allocation domain: every call of docs/api.md as a method, each one transaction. It speaks in
  * projects, sessions and nodes; the server turns its results and CinodeErrors into HTTP.
  */
 import type { HostView, PublicInventoryRow, SessionGetResult, SessionView } from '../api/types.js';
@@ -21,7 +21,7 @@ export interface ServiceDeps {
   clock: () => number;
   newSsid: () => string;
   /** Called after a commit that sent nodes to reclaim, so reclaim starts at once. */
-  onRelease: () => void;
+  wakeReclaim: () => void;
   /** How nodes get a project's SSH keys; null when the configuration does not contextualize. */
   contextualizer?: () => Contextualizer | null;
   /** Told when a request found too few ready nodes (command pools provision for it) or was served. */
@@ -185,7 +185,7 @@ export class AllocationService {
         );
         return spare;
       });
-      this.deps.onRelease(); // the broken nodes of command pools are deprovisioned
+      this.deps.wakeReclaim(); // the broken nodes of command pools are deprovisioned
       if (trying.length === 0) {
         await this.undoAllocation(project, contextualizer, allocation, prepared);
         throw new CinodeError('capacity', CAPACITY_MESSAGE, CAPACITY_RETRY_AFTER_SECONDS);
@@ -210,7 +210,7 @@ export class AllocationService {
       }
       if (allocation.created) await tx.sessions.remove(allocation.sessionId, undone);
     });
-    this.deps.onRelease();
+    this.deps.wakeReclaim();
   }
 
   /**
@@ -237,7 +237,7 @@ export class AllocationService {
       );
       return 'done' as const;
     });
-    if (outcome === 'done') this.deps.onRelease();
+    if (outcome === 'done') this.deps.wakeReclaim();
     return outcome;
   }
 
@@ -334,7 +334,7 @@ export class AllocationService {
       await tx.sessions.end(session.id, 'done', now, this.deps.catalog().move('session-ended'));
       return true;
     });
-    if (ended) this.deps.onRelease();
+    if (ended) this.deps.wakeReclaim();
   }
 
   async showSession(project: Project, ref: string): Promise<SessionView> {
