@@ -12,7 +12,7 @@ import { type Contextualizer, type Node, type Pool, type Project, type ProjectPo
 import type { Storage, StorageTx } from './storage.js';
 
 /** Seconds a caller is told to wait when no node is ready. */
-export const CAPACITY_RETRY_AFTER_SECONDS = 10;
+const CAPACITY_RETRY_AFTER_SECONDS = 10;
 
 export interface ServiceDeps {
   store: Storage;

@@ -144,11 +144,3 @@ export interface NodeMove {
 export function move(event: NodeEvent, poolsWithoutAftercare: readonly string[] = [], extra: Omit<NodeMove, 'event' | 'transition' | 'poolsWithoutAftercare'> = {}): NodeMove {
   return { event, transition: NODE_LIFECYCLE[event], poolsWithoutAftercare, ...extra };
 }
-
-/** Session states: active from `/Session/get` or `/Node/get` until it ends (done or expired). */
-export const SESSION_LIFECYCLE = {
-  opened: { from: null, to: 'active' },
-  ended: { from: 'active', to: 'done' },
-  /** A request that opened the session failed: it never existed for the caller. */
-  undone: { from: 'active', to: 'deleted' },
-} as const;

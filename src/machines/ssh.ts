@@ -32,7 +32,7 @@ export const BEGIN_MARKER = '# BEGIN cinode: keys of the project holding this no
 export const END_MARKER = '# END cinode';
 
 /** `text` as one word for sh, whatever it holds. */
-export function shQuote(text: string): string {
+function shQuote(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 

@@ -10,7 +10,7 @@ import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
 import { Store } from './store.js';
 
-export const SQLITE_PREFIX = 'sqlite:';
+const SQLITE_PREFIX = 'sqlite:';
 const POSTGRES_URL = /^postgres(ql)?:\/\//;
 
 /** PostgreSQL's type oid of BIGINT (int8), which `count(*)`, `min()` of a bigint and our times are. */
@@ -35,7 +35,7 @@ export async function openStore(url: string, options: OpenOptions = {}): Promise
   throw new Error(`database: ${JSON.stringify(url)} is not supported; use sqlite:PATH or postgres://USER@HOST/DB`);
 }
 
-export async function openSqliteStore(path: string): Promise<Store> {
+async function openSqliteStore(path: string): Promise<Store> {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SQLite(path);
   // WAL lets readers run beside the writer; NORMAL sync is durable across a process crash,
@@ -89,7 +89,7 @@ function parseInt8(value: string): number {
  * Kysely's migrator holds an advisory lock while it migrates, so one of them migrates and the
  * others wait and find the schema up to date.
  */
-export async function openPostgresStore(url: string, options: OpenOptions = {}): Promise<Store> {
+async function openPostgresStore(url: string, options: OpenOptions = {}): Promise<Store> {
   const onConnectionError = options.onConnectionError ?? logConnectionError;
   const pool = new pg.Pool({
     connectionString: url,

@@ -14,7 +14,7 @@ import { move, type NodeEvent } from '../core/lifecycle.js';
 import type { Storage } from '../core/storage.js';
 
 /** Deprovision attempts before a node is left `failed` for an operator. */
-export const DEPROVISION_ATTEMPTS = 5;
+const DEPROVISION_ATTEMPTS = 5;
 /** The pause after the first failed deprovision; it doubles after each further one. */
 const DEPROVISION_BACKOFF_MS = 2_000;
 /** A wake-up comes this long after the pause ends, so the node is claimable by then. */
