@@ -61,7 +61,6 @@ export class NodeStore implements NodeQueries {
     const { from } = moved.transition;
     const undone = moved.event === 'allocation-undone';
     for (const ids of nodeIds ? chunks(nodeIds) : [undefined]) {
-      if (ids?.length === 0) continue;
       await this.history.nodesChanging({ ids, sessions: sessionIds, states: from }, targetState(moved), change);
       await this.ctx.db
         .updateTable('nodes')
