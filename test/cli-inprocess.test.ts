@@ -11,7 +11,8 @@ import { addAdminCommands } from '../src/cli/admin-commands.js';
 import { createProgram, processDeps, runCli, type CliDeps } from '../src/cli/client-commands.js';
 import { serve } from '../src/cli/serve.js';
 import { freePort } from './support/process.js';
-import { KEYS, removeDir, startTestServer, type TestServer } from './support/server.js';
+import { ScriptDir } from './support/scripts.js';
+import { KEYS, removeDir, startTestServer, waitFor, type TestServer } from './support/server.js';
 
 interface Run {
   code: number;
@@ -41,7 +42,7 @@ afterAll(async () => {
 });
 
 /** Runs `cinode ARGS` in this process, as main.ts would, with CINODE_URL and CINODE_KEY (alpha's key unless given). */
-async function cinode(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+async function cinode(args: string[], env: Record<string, string | undefined> = {}, on: TestServer = server): Promise<Run> {
   let stdout = '';
   let stderr = '';
   const real = processDeps();
@@ -49,7 +50,7 @@ async function cinode(args: string[], env: Record<string, string | undefined> = 
     ...real,
     stdout: (text) => void (stdout += text),
     stderr: (text) => void (stderr += text),
-    env: { CINODE_URL: server.url, CINODE_KEY: KEYS.alpha, ...env },
+    env: { CINODE_URL: on.url, CINODE_KEY: KEYS.alpha, ...env },
   };
   const program = createProgram(deps);
   addAdminCommands(program, deps);
@@ -138,6 +139,7 @@ describe('client commands', () => {
     expect(await ok(['session', 'show', ssid], { CINODE_KEY: KEYS.never })).toMatch(/^expires_at\s+never$/m);
     expect(await ok(['session', 'list'], { CINODE_KEY: KEYS.never })).toMatch(new RegExp(`^${ssid}\\s+-\\s+active\\s+-\\s+\\S+\\s+never$`, 'm'));
     expect(await ok(['session', 'done', ssid], { CINODE_KEY: KEYS.never })).toBe('');
+    expect(await ok(['session', 'show', ssid], { CINODE_KEY: KEYS.never })).toMatch(/^expires_at\s+-\n/m);
   });
 });
 
@@ -187,6 +189,39 @@ describe('admin commands', () => {
     expect(state.stderr).toMatch(/^cinode: option '--state <state>' argument 'broken' is invalid/);
     const both = await cinode(['admin', 'events', '--node', c7(1), '--session', 'x'], admin);
     expect(both.code).toBe(2);
+  });
+});
+
+describe('a server with no node yet, whose command pool fails to provision', () => {
+  test('empty listings say so; the pool\'s failure is an event without node, change or project', async () => {
+    const scripts = new ScriptDir();
+    const empty = await startTestServer({
+      projects: { beta: { admin: true } },
+      pools: [
+        {
+          name: 'cloud',
+          mechanism: 'command',
+          nodes: 0,
+          settings: {
+            provision: [scripts.script('provision.sh', 'echo "quota exceeded" >&2\nexit 1')],
+            deprovision: [scripts.script('deprovision.sh', 'exit 0')],
+            'ready-min': 1,
+            'max-nodes': 2,
+          },
+        },
+      ],
+    });
+    try {
+      const run = (args: string[], env: Record<string, string | undefined> = admin) => cinode(args, env, empty);
+      expect((await run(['inventory', '--all'], {})).stdout).toBe('(no nodes)\n');
+      expect((await run(['admin', 'nodes'])).stdout).toBe('(no nodes)\n');
+      await waitFor('the failed provision', async () => (await run(['admin', 'events'])).stdout !== '(no events)\n');
+      expect((await run(['admin', 'events'])).stdout).toMatch(/^\S+\s+pool cloud\s+-\s+-\s+provision exited with 1: quota exceeded$/m);
+    } finally {
+      await empty.close();
+      removeDir(empty.dir);
+      scripts.remove();
+    }
   });
 });
 
