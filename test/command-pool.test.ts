@@ -6,6 +6,7 @@
  * is retried and at last left to an operator, max-ready-age replaces old nodes, and a request for
  * more than the warm pool holds makes the pool provision for it.
  */
+import { DrivenClock } from './support/clock.js';
 import { FakeCloud } from './support/cloud.js';
 import { ScriptDir } from './support/scripts.js';
 import { KEYS, removeDir, startTestServer, waitFor, type PoolSpec, type TestServer } from './support/server.js';
@@ -322,9 +323,13 @@ describe('command pools: failures of provision', () => {
 
 describe('command pools: age and demand', () => {
   test('ready nodes older than max-ready-age are deprovisioned and replaced', async () => {
+    // Age on a driven clock: the nodes grow old when the test moves time on, not after real seconds.
+    const clock = new DrivenClock();
     const cloud = newCloud(0.1);
-    const s = await launch(cloud, { 'ready-min': 2, 'max-ready-age': '2s' });
+    const s = await launch(cloud, { 'ready-min': 2, 'max-ready-age': '2s' }, clock.now);
     const first = await waitForReady(s, 2);
+    clock.advance(2_001);
+    s.server.fill.kick();
 
     await waitFor('the first nodes destroyed', () => first.every((h) => cloud.destroyed().includes(h)), SLOW_MS);
     await waitFor('two new ready nodes', async () => {

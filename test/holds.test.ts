@@ -3,8 +3,11 @@
  * their session until the project's fail hold ends and then go to reclaim; failed nodes (with
  * node=) and disabled ones are never handed out until an operator returns them, through reclaim;
  * operators' calls refuse what does not apply; and the event history tells a session's story.
+ * Time is a driven clock: holds end and events age when the test moves it on and asks for a
+ * reaper pass, not after real seconds; only the reclaim commands run in real time.
  */
 import type { AdminNodeView, EventView } from '../src/api/types.js';
+import { DrivenClock, reapNow } from './support/clock.js';
 import { ScriptDir } from './support/scripts.js';
 import { hostnameOf, KEYS, removeDir, startTestServer, waitFor, type TestServer } from './support/server.js';
 
@@ -36,18 +39,25 @@ afterEach(async () => {
   server = dir = undefined;
 });
 
-/** Three nodes whose reclaim logs their names; beta is the operators' project. */
-async function launch(): Promise<{ s: TestServer; reclaimed: () => string[] }> {
+/**
+ * Three nodes whose reclaim logs their names; beta is the operators' project. The reaper's timer
+ * is set beyond any test (1h): its passes are the ones a test asks for, at the driven clock's time.
+ */
+async function launch(): Promise<{ s: TestServer; clock: DrivenClock; reclaimed: () => string[] }> {
   const scripts = (dir = new ScriptDir());
   const reclaim = scripts.script('reclaim.sh', 'echo "$CINODE_HOSTNAME" >> "$1"');
   const hold = { 'fail-hold': `${FAIL_HOLD_MS / 1000}s` };
-  server = await startTestServer({
-    reaperInterval: '1s',
-    defaults: { 'rate-limit': '100/5m' },
-    projects: { alpha: hold, never: hold, beta: { admin: true } },
-    pools: [{ ...POOL, reclaim: [reclaim, scripts.path('reclaimed.log')], reclaimTimeout: '2s' }],
-  });
-  return { s: server, reclaimed: () => scripts.lines('reclaimed.log') };
+  const clock = new DrivenClock();
+  server = await startTestServer(
+    {
+      reaperInterval: '1h',
+      defaults: { 'rate-limit': '100/5m' },
+      projects: { alpha: hold, never: hold, beta: { admin: true } },
+      pools: [{ ...POOL, reclaim: [reclaim, scripts.path('reclaimed.log')], reclaimTimeout: '2s' }],
+    },
+    clock.now,
+  );
+  return { s: server, clock, reclaimed: () => scripts.lines('reclaimed.log') };
 }
 
 async function ok<T>(s: TestServer, path: string, query: Record<string, string | number>): Promise<T> {
@@ -79,7 +89,7 @@ async function exhaust(s: TestServer, expected: string[]): Promise<void> {
 
 describe('held nodes', () => {
   test('stay in their session until the fail hold ends, then go to reclaim, though the session never expires', async () => {
-    const { s, reclaimed } = await launch();
+    const { s, clock, reclaimed } = await launch();
     const opened = await ok<{ ssid: string; expires_at: string | null }>(s, '/Session/get', { ...never, alias: 'dbg', lifetime: 'never' });
     expect(opened.expires_at).toBeNull();
     const got = await ok<Got>(s, '/Node/get', { ...never, ssid: 'dbg', count: 2 });
@@ -106,7 +116,14 @@ describe('held nodes', () => {
     expect((await s.get('/Node/get', { ...alpha, count: 2 })).status).toBe(503);
     expect((await ok<Got>(s, '/Node/get', alpha)).hosts).toEqual([c7(3)]);
 
-    await waitForState(s, got.hosts, 'Ready', FAIL_HOLD_MS + 5_000);
+    // A moment before the hold ends a reaper pass keeps them; the first pass after it sends them to reclaim.
+    clock.advanceTo(Date.parse(until!) - 1);
+    await reapNow(s);
+    expect(await stateOf(s, c7(1))).toBe('Fail');
+    expect(reclaimed()).toEqual([]);
+    clock.advance(FAIL_HOLD_MS);
+    await reapNow(s);
+    await waitForState(s, got.hosts, 'Ready', 5_000);
     expect([...reclaimed()].sort()).toEqual(got.hosts);
     const ended = (await ok<EventView[]>(s, '/Admin/events', { ...beta, hostname: c7(1) })).find((e) => e.from === 'held');
     expect(ended).toMatchObject({ to: 'reclaiming', reason: 'hold ended', ssid: got.ssid, project: 'never', alias: 'dbg' });
@@ -158,15 +175,16 @@ describe('failed nodes', () => {
 
 describe('operators', () => {
   test('disable takes a ready node out of service; enable returns it through reclaim', async () => {
-    const { s, reclaimed } = await launch();
+    const { s, clock, reclaimed } = await launch();
     const disabled = await ok<AdminNodeView>(s, '/Admin/node/disable', { ...beta, hostname: c7(1) });
     expect(disabled).toMatchObject({ hostname: c7(1), state: 'disabled', reason: 'disabled by an operator of project beta' });
     expect(await stateOf(s, c7(1))).toBe('Reserved');
 
     expect((await s.get('/Node/get', { ...alpha, count: 3 })).status).toBe(503);
     await exhaust(s, [c7(2), c7(3)]);
-    // The reaper and reclaim come and go: a disabled node stays disabled.
-    await s.server.reaper.reapOnce();
+    // The reaper and reclaim come and go, a day later: a disabled node stays disabled.
+    clock.advance(86_400_000);
+    await reapNow(s);
     expect(await stateOf(s, c7(1))).toBe('Reserved');
 
     const enabled = await ok<AdminNodeView>(s, '/Admin/node/enable', { ...beta, hostname: c7(1) });
@@ -236,19 +254,25 @@ describe('the event history of a session', () => {
 });
 
 test('the reaper drops events older than event-retention, and keeps newer ones', async () => {
-  let offsetMs = 0;
+  const clock = new DrivenClock();
   server = await startTestServer(
-    { reaperInterval: '1s', topYaml: ['event-retention: 1h'], projects: { beta: { admin: true } }, pools: [POOL] },
-    () => Date.now() + offsetMs,
+    { reaperInterval: '1h', topYaml: ['event-retention: 1h'], projects: { beta: { admin: true } }, pools: [POOL] },
+    clock.now,
   );
   const s = server;
   const got = await ok<Got>(s, '/Node/get', { ...alpha, ver: '7' });
   const historyOf = async (): Promise<EventView[]> => ok<EventView[]>(s, '/Admin/events', { ...beta, hostname: got.hosts[0]! });
   expect((await historyOf()).map((e) => e.to)).toEqual(['ready', 'deployed']);
 
-  offsetMs = 2 * 3_600_000; // two hours on: past the retention
+  // An hour on, exactly the retention: a pass keeps them.
+  clock.advance(3_600_000);
+  await reapNow(s);
+  expect((await historyOf()).map((e) => e.to)).toEqual(['ready', 'deployed']);
+
+  clock.advance(3_600_000); // two hours on: past the retention
   await ok(s, '/Node/done', { ...alpha, ssid: got.ssid });
-  await waitFor('the old events to be dropped', async () => (await historyOf()).length === 1);
+  await reapNow(s);
+  expect(await historyOf()).toHaveLength(1);
   const [kept] = await historyOf();
   expect(kept).toMatchObject({ from: 'deployed', to: 'ready', reason: 'session done' });
 });

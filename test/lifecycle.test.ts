@@ -11,6 +11,7 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../src/store/schema.js';
 import { openStore } from '../src/store/open.js';
 import { testDatabaseKind, testDatabaseUrl } from './support/database.js';
+import { DrivenClock, reapNow } from './support/clock.js';
 import { isRunning, ScriptDir } from './support/scripts.js';
 import { configYaml, KEYS, removeDir, startTestServer, TestServer, waitFor, type ConfigSpec } from './support/server.js';
 
@@ -55,8 +56,8 @@ function scripts(): ScriptDir {
   return dir;
 }
 
-async function launch(spec: ConfigSpec): Promise<TestServer> {
-  const server = await startTestServer(spec);
+async function launch(spec: ConfigSpec, clock?: () => number): Promise<TestServer> {
+  const server = await startTestServer(spec, clock);
   servers.push(server);
   return server;
 }
@@ -314,19 +315,31 @@ echo "end $(date +%s%3N) $CINODE_HOSTNAME" >> "$1/log"
   });
 });
 
+/**
+ * Expiry and the fail hold on a driven clock: the reaper's timer is set far beyond the test
+ * (`reaperInterval: 1h`), time moves only when the test moves it, and each reaper pass is one the
+ * test asks for (`reapNow`). Only the reclaim commands run in real time.
+ */
 describe('expiry', () => {
   const logging = (dir: ScriptDir): string => dir.script('reclaim.sh', 'echo "$CINODE_HOSTNAME" >> "$1"');
+  const REAPER_INTERVAL_MS = 1000; // as in the configuration the tests were written for
 
   test('the reaper ends a session past its lifetime and reclaims its nodes; a never session stays', async () => {
     const dir = scripts();
-    const s = await launch({
-      defaults: RATE,
-      pools: [{ name: 'c7', ver: '7', nodes: 4, reclaim: [logging(dir), dir.path('reclaimed.log')], reclaimTimeout: '2s' }],
-    });
+    const clock = new DrivenClock();
+    const s = await launch(
+      {
+        defaults: RATE,
+        reaperInterval: '1h',
+        pools: [{ name: 'c7', ver: '7', nodes: 4, reclaim: [logging(dir), dir.path('reclaimed.log')], reclaimTimeout: '2s' }],
+      },
+      clock.now,
+    );
 
     const short = (await s.get('/Session/get', { ...alpha, alias: 'short', lifetime: '2s' })).json as Opened;
     const expiresAt = Date.parse(short.expires_at!);
-    expect(Math.abs(expiresAt - Date.now() - 2000)).toBeLessThan(1000);
+    expect(Math.abs(expiresAt - clock.now() - 2000)).toBeLessThan(1000);
+    expect(expiresAt - clock.now()).toBe(2000);
     const shortNodes = (await s.get('/Node/get', { ...alpha, ssid: 'short', count: 2 })).json as Got;
     expect(shortNodes.ssid).toBe(short.ssid);
 
@@ -334,19 +347,28 @@ describe('expiry', () => {
     expect(forever.expires_at).toBeNull();
     const foreverNodes = (await s.get('/Node/get', { key: KEYS.never, ssid: 'forever' })).json as Got;
 
-    await waitFor('the short session to be reaped', async () => (await show(s, short.ssid)).state === 'done', 6000);
+    // Before its expiry a pass leaves it alone; the first pass after it ends it.
+    clock.advanceTo(expiresAt - 1);
+    await reapNow(s);
+    expect((await show(s, short.ssid)).state).toBe('active');
+    clock.advance(REAPER_INTERVAL_MS / 2);
+    expect(await reapNow(s)).toBe(1);
     const ended = await show(s, short.ssid);
     expect(ended).toMatchObject({ state: 'done', end_reason: 'expired', hosts: [] });
     const endedAt = Date.parse(ended.ended_at!);
     expect(endedAt).toBeGreaterThanOrEqual(expiresAt);
     expect(endedAt - expiresAt).toBeLessThan(2500); // within about one reaper interval
+    expect(endedAt).toBe(clock.now()); // at the pass that saw it expired
 
     await waitForState(s, shortNodes.hosts, 'Ready', 5000);
     expect([...dir.lines('reclaimed.log')].sort()).toEqual([...shortNodes.hosts].sort());
     for (const host of shortNodes.hosts) expect((await rowOf(s, host))?.[4]).toBe(1);
 
-    // Well past a few reaper passes: the never session keeps its node.
-    await s.server.reaper.reapOnce();
+    // Well past a few reaper passes (a year on): the never session keeps its node.
+    for (let pass = 0; pass < 3; pass++) {
+      clock.advance(122 * 86_400_000);
+      expect(await reapNow(s)).toBe(0);
+    }
     const kept = await show(s, forever.ssid, KEYS.never);
     expect(kept).toMatchObject({ state: 'active', expires_at: null, end_reason: null, ended_at: null });
     expect(kept.hosts).toEqual([expect.objectContaining({ hostname: foreverNodes.hosts[0], state: 'deployed' })]);
@@ -355,15 +377,21 @@ describe('expiry', () => {
 
   test('/Node/fail without node holds the nodes until the fail hold ends, then they go to reclaim', async () => {
     const dir = scripts();
-    const s = await launch({
-      defaults: { ...RATE, 'fail-hold': '3s' },
-      pools: [{ name: 'c7', ver: '7', nodes: 3, reclaim: [logging(dir), dir.path('reclaimed.log')], reclaimTimeout: '2s' }],
-    });
+    const clock = new DrivenClock();
+    const s = await launch(
+      {
+        defaults: { ...RATE, 'fail-hold': '3s' },
+        reaperInterval: '1h',
+        pools: [{ name: 'c7', ver: '7', nodes: 3, reclaim: [logging(dir), dir.path('reclaimed.log')], reclaimTimeout: '2s' }],
+      },
+      clock.now,
+    );
 
     const opened = (await s.get('/Session/get', { ...alpha, alias: 'dbg', lifetime: '2s' })).json as Opened;
     const lifetimeEnd = Date.parse(opened.expires_at!);
     const got = (await s.get('/Node/get', { ...alpha, ssid: 'dbg', count: 2 })).json as Got;
-    const failedAt = Date.now();
+    clock.advance(500); // the job ran a while before it failed
+    const failedAt = clock.now();
     const fail = await s.get('/Node/fail', { ...alpha, ssid: 'dbg' });
     expect(fail.status).toBe(200);
     expect(fail.text).toBe('"Done"');
@@ -374,19 +402,25 @@ describe('expiry', () => {
     const holdEnd = Date.parse(held.expires_at!);
     expect(holdEnd).toBeGreaterThan(lifetimeEnd);
     expect(Math.abs(holdEnd - failedAt - 3000)).toBeLessThan(1000);
+    expect(holdEnd - failedAt).toBe(3000);
     for (const host of got.hosts) expect((await rowOf(s, host))?.slice(5, 7)).toEqual(['Fail', opened.ssid]);
 
     // Past the session's own lifetime, a reaper pass leaves it alone.
-    await sleep(Math.max(0, lifetimeEnd - Date.now() + 100));
-    expect(Date.now()).toBeLessThan(holdEnd);
-    await s.server.reaper.reapOnce();
+    clock.advanceTo(lifetimeEnd + 100);
+    expect(clock.now()).toBeLessThan(holdEnd);
+    expect(await reapNow(s)).toBe(0);
     const stillHeld = await show(s, opened.ssid);
     expect(stillHeld.state).toBe('active');
     expect(stillHeld.hosts.map((h) => h.state)).toEqual(['held', 'held']);
+    // So does one a moment before the hold ends.
+    clock.advanceTo(holdEnd - 1);
+    await reapNow(s);
+    expect((await show(s, opened.ssid)).hosts.map((h) => h.state)).toEqual(['held', 'held']);
 
-    await waitFor('the hold to end', async () => (await show(s, opened.ssid)).state === 'done', 5000);
+    clock.advance(REAPER_INTERVAL_MS / 2);
+    expect(await reapNow(s)).toBe(1);
     const ended = await show(s, opened.ssid);
-    expect(ended).toMatchObject({ end_reason: 'expired', hosts: [] });
+    expect(ended).toMatchObject({ state: 'done', end_reason: 'expired', hosts: [] });
     expect(Date.parse(ended.ended_at!)).toBeGreaterThanOrEqual(holdEnd);
     await waitForState(s, got.hosts, 'Ready', 5000);
     expect([...dir.lines('reclaimed.log')].sort()).toEqual([...got.hosts].sort());
