@@ -520,6 +520,27 @@ describe('configuration reload', () => {
   });
 });
 
+describe('configuration reload: what it cannot change', () => {
+  test('a new listen address or database is refused with a warning and applies at the next start; the rest of the file applies now', async () => {
+    const s = await launch({ defaults: RATE, pools: [{ name: 'c7', ver: '7', nodes: 1 }] });
+    const moved = configYaml(s.dir, { defaults: RATE, pools: [{ name: 'c7', ver: '7', nodes: 2 }] }).replace('listen: 127.0.0.1:0', 'listen: 127.0.0.1:1');
+    writeFileSync(s.configPath, moved);
+    await s.server.reload();
+    expect(s.logs.filter((line) => line.includes('listen and database changes take effect at the next start only'))).toHaveLength(1);
+    expect((await inventory(s)).map((r) => r[1])).toEqual([c7(1), c7(2)]);
+    expect((await s.get('/healthz')).status).toBe(200);
+  });
+
+  test('a reload asked for while the server is closing changes nothing', async () => {
+    const s = await launch({ defaults: RATE, pools: [{ name: 'c7', ver: '7', nodes: 1 }] });
+    writeFileSync(s.configPath, configYaml(s.dir, { defaults: RATE, pools: [{ name: 'c7', ver: '7', nodes: 2 }] }));
+    const closed = s.server.close();
+    await s.server.reload();
+    await closed;
+    expect(s.logs.filter((line) => line.includes('configuration reload'))).toEqual([]);
+  });
+});
+
 describe('restart on the same database', () => {
   test('a reclaim cut short by shutdown is done again at the next start', async () => {
     const dir = scripts();

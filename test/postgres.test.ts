@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +74,24 @@ describe('PostgreSQL support that needs no server', () => {
       false,
       false,
     ]);
+  });
+
+  test('a store used after it was closed (a request racing shutdown) is "unavailable", not a bug', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cinode-closed-'));
+    try {
+      const store = await openStore(`sqlite:${join(dir, 'cinode.db')}`);
+      await store.close();
+      const error = await store
+        .read()
+        .sessions.nextExpiry()
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(isDatabaseUnavailable(error)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a postgres:// database that cannot be reached fails to open as "unavailable"', async () => {

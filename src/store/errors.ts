@@ -35,6 +35,7 @@ const UNAVAILABLE_MESSAGES = [
   /timeout exceeded when trying to connect/i, // pg.Pool: connectionTimeoutMillis passed
   /is not queryable/i, // pg: a query on a connection that already failed
   /database connection is not open/i, // better-sqlite3 after close
+  /driver has already been destroyed/i, // Kysely after the store was closed (a request racing shutdown)
 ];
 
 export function isDatabaseUnavailable(error: unknown): boolean {
