@@ -106,7 +106,8 @@ const ROWS: Row[] = [
   // ---- alias ----
   { name: 'alias empty', path: '/Session/get', query: 'key={key}&alias=', expectStatus: 400, expectMsg: /^alias: empty value/ },
   { name: 'alias of 129 characters', path: '/Session/get', query: `key={key}&alias=${long(129)}`, expectStatus: 400, expectMsg: /^alias: / },
-  { name: 'alias with + (reads as a space)', path: '/Session/get', query: 'key={key}&alias=job+1', expectStatus: 400, expectMsg: /^alias: "job 1" is not valid \(a '\+' in a query reads as a space/ },
+  { name: 'alias with + (reads as a space)', path: '/Session/get', query: 'key={key}&alias=job+1', expectStatus: 400, expectMsg: /^alias: "job 1" is not valid: a space is not allowed \(a '\+' in a query string reads as a space\)/ },
+  { name: 'alias with a space', path: '/Session/get', query: 'key={key}&alias=job%201', expectStatus: 400, expectMsg: /^alias: "job 1" is not valid: a space is not allowed/ },
   { name: "alias ' OR 1=1 --", path: '/Session/get', query: "key={key}&alias=' OR 1=1 --", expectStatus: 400, expectMsg: /^alias: / },
   { name: 'alias <script>', path: '/Session/get', query: 'key={key}&alias=<script>alert(1)</script>', expectStatus: 400, expectMsg: /^alias: / },
   { name: 'alias with unicode', path: '/Session/get', query: 'key={key}&alias=jöb', expectStatus: 400, expectMsg: /^alias: / },

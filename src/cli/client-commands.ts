@@ -10,7 +10,9 @@ import {
   CinodeAbortError,
   CinodeApiError,
   CinodeClient,
+  lifetimeNote,
   redactKey,
+  refusalHint,
   type CinodeClientOptions,
   type RetryInfo,
 } from '../client/index.js';
@@ -37,6 +39,8 @@ export interface CliDeps {
   stderr: (text: string) => void;
   env: Readonly<Record<string, string | undefined>>;
   createClient: (options: CinodeClientOptions) => CinodeApi;
+  /** Milliseconds since the epoch: to say when a lifetime was capped. */
+  now: () => number;
 }
 
 /** The environment variables the commands read. */
@@ -48,6 +52,7 @@ export function processDeps(): CliDeps {
     stderr: (text) => void process.stderr.write(text),
     env: process.env,
     createClient: (options) => new CinodeClient(options),
+    now: Date.now,
   };
 }
 
@@ -123,7 +128,9 @@ export function createProgram(deps: CliDeps): Command {
       action(async (client, command) => {
         const opts = command.opts<{ alias?: string; lifetime?: string }>();
         const result = await client.getSession({ alias: opts.alias, lifetime: opts.lifetime });
-        const note = result.created ? undefined : `reusing the active session ${result.ssid} of alias ${result.alias ?? ''}`;
+        const note = result.created
+          ? lifetimeNote(opts.lifetime, result.expires_at, deps.now(), 'open')
+          : `reusing the active session ${result.ssid} of alias ${result.alias ?? ''} (--lifetime applies to a new session only: use session extend)`;
         return { json: result, human: `${result.ssid}\n`, note };
       }),
     );
@@ -164,14 +171,14 @@ export function createProgram(deps: CliDeps): Command {
 
   session
     .command('extend')
-    .description('make a session expire LIFETIME from now (capped by the project maximum)')
+    .description('make a session expire LIFETIME from now (capped by the project maximum); never shortens it')
     .argument('<ssid>', 'the session (ssid or alias)')
     .argument('<lifetime>', 'e.g. 2h, or never (if the project may)')
     .action(
       action(async (client, command) => {
         const [ssid, lifetime] = command.processedArgs as string[];
         const view = await client.extendSession(ssid!, lifetime!);
-        return { json: view, human: sessionBlock(view) };
+        return { json: view, human: sessionBlock(view), note: lifetimeNote(lifetime, view.expires_at, deps.now(), 'extend') };
       }),
     );
 
@@ -312,6 +319,8 @@ function retryLine(info: RetryInfo, key: string): string {
 /** The message printed for a failed call, with how long it was retried when it was. */
 function failureMessage(error: CinodeApiError, key: string): string {
   let message = redactKey(error.message, key);
+  const hint = refusalHint(error.kind, 'cli');
+  if (hint !== undefined) message += ` (${hint})`;
   if (error.attempts !== undefined && error.attempts > 1) message += ` (still failing after ${error.attempts} attempts; the --timeout retry budget is spent)`;
   return message;
 }
