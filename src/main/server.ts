@@ -31,6 +31,17 @@ export function startFailure(error: unknown): string {
   return `could not start: ${error instanceof Error ? error.message : String(error)}`;
 }
 
+/** The configuration's `database:` with any password hidden, for messages and the log. */
+export function databaseLabel(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+/** An error of the database, saying so and naming which one (the driver's own text names neither). */
+function databaseError(database: string, error: unknown): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  return new Error(`database ${databaseLabel(database)}: ${message}`, { cause: error });
+}
+
 /** The log line of each way a node's aftercare ends. */
 const AFTERCARE_LOG: Partial<Record<NodeEvent, string>> = {
   'reclaim-succeeded': 'node reclaimed',
@@ -66,12 +77,34 @@ export interface RunningServer {
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const initial = loadConfig(options.configPath, options.env ?? process.env);
+  checkConfigFiles(initial, options.configPath);
+  const store = await openStore(initial.database).catch((error: unknown) => {
+    throw databaseError(initial.database, error);
+  });
+  /** What has been started so far, undone in reverse when the start fails past this point. */
+  const opened: Array<() => Promise<void> | void> = [() => store.close()];
+  try {
+    return await startOnStore(options, initial, store, opened);
+  } catch (error) {
+    for (const close of opened.reverse()) await Promise.resolve(close()).catch(() => undefined);
+    throw isDatabaseUnavailable(error) ? databaseError(initial.database, error) : error;
+  }
+}
+
+/**
+ * The rest of the start, on an open store; each thing it starts is pushed on `opened` so that a
+ * failure (a taken port, a database that refuses the sync) closes it again and the process ends.
+ */
+async function startOnStore(
+  options: ServerOptions,
+  initial: CinodeConfig,
+  store: Store,
+  opened: Array<() => Promise<void> | void>,
+): Promise<RunningServer> {
   const log = options.logger;
   const env = options.env ?? process.env;
   const clock = options.clock ?? Date.now;
-  const initial = loadConfig(options.configPath, env);
-  checkConfigFiles(initial, options.configPath);
-  const store = await openStore(initial.database);
   if (store.exclusive) {
     // Only this process uses the file: reclaims that a crash interrupted start over now. On
     // PostgreSQL other replicas hold live claims: a dead replica's claims are taken once they lapse.
@@ -132,6 +165,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // The interval is read once: a reload does not change it (like listen and database).
   const ticker = new Ticker(initial.reaperIntervalMs, [() => reaper.kick(), () => reclaim.kick(), () => fill.kick()]);
 
+  opened.push(
+    () => reaper.stop(),
+    () => Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS)]).then(() => undefined),
+  );
+
   const app = await buildApp({
     service,
     admin,
@@ -142,13 +180,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await store.read().sessions.nextExpiry();
     },
   });
+  opened.push(() => app.close());
   const listen = options.listen ?? initial.listen;
   await app.listen({ host: listen.host, port: listen.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : listen.port;
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
   const url = `http://${host}:${port}`;
-  log.info({ url, database: initial.database.replace(/\/\/[^@/]*@/, '//***@') }, `cinode listening on ${url}`);
+  log.info({ url, database: databaseLabel(initial.database) }, `cinode listening on ${url}`);
 
   ticker.start();
 
