@@ -160,3 +160,17 @@ describe('a start that fails exits at once, non-zero, having closed what it open
     expect(stderr).not.toContain('s3cret-pw');
   });
 });
+
+test("public-inventory: false is served, with a warning at start that it breaks cico's node get", async () => {
+  const path = join(dir, 'cinode.yaml');
+  writeFileSync(path, configYaml(dir, { publicInventory: false }));
+  const run = runServe(['--config', path, '--listen', '127.0.0.1:0']);
+  try {
+    await waitFor('the warning', () => /public-inventory is false: cico's node get fails after allocating/.test(run.stdout.join('')), 15_000);
+    expect(run.stdout.join('')).toMatch(/"level":40,[^\n]*public-inventory is false/);
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+  } finally {
+    run.child.kill('SIGKILL');
+  }
+});

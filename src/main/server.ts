@@ -50,6 +50,16 @@ const AFTERCARE_LOG: Partial<Record<NodeEvent, string>> = {
   'deprovision-abandoned': 'node left for an operator after failed deprovisions',
 };
 
+/**
+ * cico's `node get` reads the unkeyed inventory right after allocating: without it the command
+ * fails and the session it opened is left to expire (docs/api.md, "cico").
+ */
+function warnPrivateInventory(log: FastifyBaseLogger, config: CinodeConfig): void {
+  if (!config.publicInventory) {
+    log.warn("public-inventory is false: cico's node get fails after allocating (it reads the unkeyed /Inventory), and the session it opened is left to expire");
+  }
+}
+
 export interface ServerOptions {
   configPath: string;
   env?: Record<string, string | undefined>;
@@ -188,6 +198,7 @@ async function startOnStore(
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
   const url = `http://${host}:${port}`;
   log.info({ url, database: databaseLabel(initial.database) }, `cinode listening on ${url}`);
+  warnPrivateInventory(log, initial);
 
   ticker.start();
 
@@ -213,6 +224,7 @@ async function startOnStore(
       return;
     }
     log.info({ projects: current.config.projects.length, pools: current.config.pools.length }, 'configuration reloaded');
+    warnPrivateInventory(log, current.config);
     reclaim.kick();
     fill.kick();
   }
