@@ -3,6 +3,7 @@
  * on 127.0.0.1: every command, every exit code, the --json shapes, and the key never printed.
  * `npm test` builds lib/ first; on its own: `npm run build:lib` before jest.
  */
+import { execFileSync } from 'node:child_process';
 import { freePort, requireBuiltLib, runCli, type CliRun } from './support/process.js';
 import { KEYS, removeDir, startTestServer, type TestServer } from './support/server.js';
 
@@ -186,8 +187,9 @@ describe('inventory', () => {
   test('--all: the unkeyed listing of every node, no key needed', async () => {
     const run = await cinode(['inventory', '--all'], { CINODE_KEY: undefined });
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^ID\s+HOSTNAME\s+IP\s+STATE\s+USED\s+VER\s+ARCH\s+FLAVOR\s+POOL\s+SSID$/m);
-    expect(run.stdout).toMatch(/^1\s+c7-1\.test\.example\s+192\.0\.2\.1\s+/m);
+    // The legacy pool field is a 1/0 flag, not a pool's name: the header says what it is.
+    expect(run.stdout).toMatch(/^ID\s+HOSTNAME\s+IP\s+STATE\s+USED\s+VER\s+ARCH\s+FLAVOR\s+IN_POOL\s+SSID$/m);
+    expect(run.stdout).toMatch(/^1\s+c7-1\.test\.example\s+192\.0\.2\.1\s+Ready\s+\d+\s+7\s+x86_64\s+-\s+yes\s+-$/m);
     const rows = parse<unknown[][]>(await cinode(['inventory', '--all', '--json'], { CINODE_KEY: undefined }));
     expect(rows).toHaveLength(12);
     for (const row of rows) expect(row).toHaveLength(14);
@@ -217,6 +219,48 @@ describe('options', () => {
     expect(sub.code).toBe(0);
     expect(sub.stdout).toContain('--count');
     expect(sub.stdout).toContain('Exit codes:');
+    // A subcommand's help lists the global options it accepts.
+    expect(sub.stdout).toMatch(/^Global Options:$/m);
+    for (const option of ['--url <url>', '--key <key>', '--key-in-query', '--timeout <duration>', '--json']) {
+      expect(sub.stdout.slice(sub.stdout.indexOf('Global Options:'))).toContain(option);
+    }
+  });
+
+  test('a typo: one line with a suggestion, exit 2, no help dump', async () => {
+    const typo = await cinode(['sesion', 'list']);
+    expect(typo).toMatchObject({ code: 2, stdout: '', stderr: 'cinode: unknown command "sesion"; did you mean "session"?\n' });
+    const sub = await cinode(['session', 'lst']);
+    expect(sub).toMatchObject({ code: 2, stderr: 'cinode: unknown command "lst"; did you mean "list"?\n' });
+    const option = await cinode(['node', 'get', '--cuont', '2']);
+    expect(option).toMatchObject({ code: 2, stderr: 'cinode: unknown option "--cuont"; did you mean "--count"?\n' });
+  });
+
+  test('completion bash: a script whose function completes commands, subcommands and options in bash', async () => {
+    const script = await cinode(['completion', 'bash'], { CINODE_URL: undefined, CINODE_KEY: undefined });
+    expect(script.code).toBe(0);
+    const complete = (line: string) => {
+      const probe = [
+        script.stdout,
+        `read -ra COMP_WORDS <<<${JSON.stringify(line)}`,
+        line.endsWith(' ') ? 'COMP_WORDS+=("")' : ':',
+        'COMP_CWORD=$((${#COMP_WORDS[@]} - 1))',
+        '_cinode',
+        'echo "${COMPREPLY[*]}"',
+      ].join('\n');
+      return execFileSync('bash', ['-c', probe], { encoding: 'utf8' }).trim();
+    };
+    expect(complete('cinode ses')).toBe('session');
+    expect(complete('cinode session ')).toBe('open done show list extend');
+    expect(complete('cinode --url http://x session ex')).toBe('extend');
+    expect(complete('cinode session show nightly/42 --js')).toBe('--json');
+    expect(complete('cinode admin node ')).toBe('release disable enable');
+    expect(complete('cinode completion ')).toBe('bash zsh');
+    const zsh = await cinode(['completion', 'zsh']);
+    expect(zsh.stdout).toMatch(/^#compdef cinode\n/);
+    expect(zsh.stdout).toContain('bashcompinit');
+    expect(zsh.stdout).toContain('complete -o default -F _cinode cinode');
+    const fish = await cinode(['completion', 'fish']);
+    expect(fish).toMatchObject({ code: 2, stderr: 'cinode: command-argument value "fish" is invalid for argument "shell". Allowed choices are bash, zsh.\n' });
   });
 });
 
@@ -225,9 +269,9 @@ describe('exit codes', () => {
     const cases: Array<[string[], Record<string, string | undefined>, RegExp]> = [
       [['node', 'get', '--count', 'two'], {}, /--count: "two" is not a whole number/],
       [['node', 'get', '--count', '0'], {}, /count/],
-      [['session', 'frobnicate'], {}, /unknown command 'frobnicate'/],
-      [['session', 'show'], {}, /missing required argument 'ssid'/],
-      [['session', 'list', '--bogus'], {}, /unknown option '--bogus'/],
+      [['session', 'frobnicate'], {}, /unknown command "frobnicate"/],
+      [['session', 'show'], {}, /missing required argument "ssid"/],
+      [['session', 'list', '--bogus'], {}, /unknown option "--bogus"/],
       [['session', 'list'], { CINODE_URL: undefined }, /no API URL: give --url or set CINODE_URL/],
       [['session', 'list'], { CINODE_KEY: undefined }, /no API key: set CINODE_KEY/],
       [['session', 'list', '--timeout', 'soon'], {}, /--timeout: "soon" is not a duration/],

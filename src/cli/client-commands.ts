@@ -16,6 +16,7 @@ import {
   type CinodeClientOptions,
   type RetryInfo,
 } from '../client/index.js';
+import { addCompletionCommand } from './completion.js';
 import { EXIT, exitCodeFor, exitCodeHelp } from './exit-codes.js';
 import { keyedInventoryTable, publicInventoryTable, sessionBlock, sessionTable } from './format.js';
 
@@ -101,12 +102,13 @@ function lines(items: readonly string[]): string {
 export function createProgram(deps: CliDeps): Command {
   const program = new Command('cinode')
     .description('Lends test machines to CI jobs: the cinode backend and its client commands')
-    .showHelpAfterError()
     .exitOverride()
+    // A subcommand's --help lists the global options it accepts too.
+    .configureHelp({ showGlobalOptions: true })
     .configureOutput({
       writeOut: deps.stdout,
       writeErr: deps.stderr,
-      outputError: (text, write) => write(`cinode: ${text.replace(/^error: /, '')}`),
+      outputError: (text, write) => write(`cinode: ${oneLineError(text)}\n`),
     })
     .option('--url <url>', `the cinode (or admin.ci) API base URL [env ${ENV.url}]`)
     .option('--key <key>', `the project's API key [env ${ENV.key}; prefer the variable: arguments show in ps]`)
@@ -238,7 +240,7 @@ export function createProgram(deps: CliDeps): Command {
   program
     .command('inventory')
     .description("list the nodes in the project's active sessions (hostname, ssid); --all: every node the backend manages")
-    .addOption(new Option('--all', 'the unkeyed listing of every node (no key needed)'))
+    .addOption(new Option('--all', 'the unkeyed listing of every node (no key needed); IN_POOL: in the allocation pool (the legacy 1/0 flag); pool names: cinode admin nodes'))
     .action(
       action(
         async (client, command) => {
@@ -253,7 +255,21 @@ export function createProgram(deps: CliDeps): Command {
       ),
     );
 
+  addCompletionCommand(program, deps);
   return program;
+}
+
+/**
+ * commander's error as one line: `unknown command "sesion"; did you mean "session"?`. The help
+ * is one `--help` away; forty lines of it would bury the mistake.
+ */
+export function oneLineError(text: string): string {
+  return text
+    .trim()
+    .replace(/^error: /, '')
+    .replace(/'([^']*)'/g, '"$1"')
+    .replace(/\s*\(Did you mean (?:one of )?([^)]*)\?\)/, (_all, names: string) => `; did you mean ${names.split(', ').map((n) => `"${n}"`).join(' or ')}?`)
+    .replace(/\s*\n\s*/g, ' ');
 }
 
 function nodeArgs(command: Command): [string, string[] | undefined] {
