@@ -31,6 +31,25 @@ export function startFailure(error: unknown): string {
   return `could not start: ${error instanceof Error ? error.message : String(error)}`;
 }
 
+/**
+ * `cinode config check`: reads and checks the file as a start would (without opening the
+ * database or the port): every problem, one a line, or a line saying what it declares.
+ */
+export function checkConfiguration(path: string, env: Record<string, string | undefined> = process.env): { valid: boolean; report: string } {
+  let config: CinodeConfig;
+  try {
+    config = loadConfig(path, env);
+    checkConfigFiles(config, path);
+  } catch (error) {
+    if (error instanceof ConfigError) return { valid: false, report: error.message };
+    throw error;
+  }
+  const nodes = config.pools.reduce((sum, pool) => sum + pool.nodes.length, 0);
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const counts = `${plural(config.pools.length, 'pool')}, ${plural(nodes, 'node')}, ${plural(config.projects.length, 'project')}`;
+  return { valid: true, report: `${path}: valid: ${counts}` };
+}
+
 /** The configuration's `database:` with any password hidden, for messages and the log. */
 export function databaseLabel(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//***@');
