@@ -278,7 +278,7 @@ describe('inputs', () => {
     expect(parseList('')).toEqual([]);
   });
 
-  test('durations of SPEC.md', () => {
+  test('durations of docs/api.md', () => {
     expect(parseDuration('90s')).toBe(90_000);
     expect(parseDuration('1h30m')).toBe(5_400_000);
     expect(parseDuration('2d')).toBe(172_800_000);

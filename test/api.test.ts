@@ -1,5 +1,5 @@
 /**
- * SPEC.md against the real server over HTTP on loopback, with a real SQLite file: the legacy
+ * docs/api.md against the real server over HTTP on loopback, with a real SQLite file: the legacy
  * calls unchanged, the session calls, the error table and its precedence.
  */
 import { KEYS, removeDir, startTestServer, waitFor, type TestServer } from './support/server.js';

@@ -176,7 +176,7 @@ const ROWS: Row[] = [
 ];
 
 /**
- * Precedence that SPEC.md asks for and the server does not keep yet: a malformed parameter (400)
+ * Precedence that docs/api.md asks for and the server does not keep yet: a malformed parameter (400)
  * comes before a session reference (403), but /Session/extend, /Node/done and /Node/fail read
  * `ssid` before `lifetime`/`node`. `test.failing`: these pass while the bug is there; once it is
  * fixed they fail, and the rows belong in ROWS above.
