@@ -94,7 +94,7 @@ describe('session commands', () => {
     const human = await cinode(['session', 'extend', ssid, '1h']);
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(new RegExp(`^expires_at\\s+${extended.expires_at.replace(/\./g, '\\.')}$`, 'm'));
-    expect(human.stderr).toMatch(/^cinode: the session already expired later than 1h from now, and an extend never shortens: it still expires at /);
+    expect(human.stderr).toMatch(/^cinode: the session already expires later than 1h from now, and an extend never shortens: it still expires at /);
     // A lifetime past the project's maximum (12h) is capped, and the CLI says so.
     const capped = await cinode(['session', 'extend', ssid, '2d']);
     expect(capped.code).toBe(0);

@@ -25,7 +25,7 @@ export function lifetimeNote(requested: string | undefined, expiresAt: string | 
     return `lifetime ${requested} was capped by the project's maximum: the session expires at ${expiresAt} (in about ${formatDuration(Math.max(0, grantedMs))})`;
   }
   if (call === 'extend' && grantedMs > wantedMs + CLOCK_SLACK_MS) {
-    return `the session already expired later than ${requested} from now, and an extend never shortens: it still expires at ${expiresAt}`;
+    return `the session already expires later than ${requested} from now, and an extend never shortens: it still expires at ${expiresAt}`;
   }
   return undefined;
 }
