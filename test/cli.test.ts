@@ -341,6 +341,15 @@ describe('exit codes', () => {
     await cinode(['session', 'done', 'beta-1'], env);
   });
 
+  test('5 at once, not after the budget: an https URL to this plain-http server says to check the scheme', async () => {
+    const started = Date.now();
+    const run = await cinode(['session', 'list'], { CINODE_URL: server.url.replace(/^http:/, 'https:') });
+    expect(Date.now() - started).toBeLessThan(10_000); // the default --timeout is 5m
+    expect(run.code).toBe(5);
+    expect(run.stderr).toMatch(/^cinode: no answer from https:\/\/127\.0\.0\.1:\d+\/Session\/list: .*\(TLS failed \(EPROTO\): check the URL's scheme .*; not retried\)\n$/);
+    expect(run.stderr).not.toMatch(/retrying/);
+  });
+
   test('5: no answer (a closed port), after retrying an idempotent call for the budget', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;

@@ -386,7 +386,8 @@ export class CinodeClient {
     } catch (error) {
       if (outer?.aborted) throw error instanceof CinodeAbortError ? error : abortError(outer, spec.path);
       // No `cause` on the error: the transport's own error may carry the URL with its key.
-      const cause = timedOut ? `no answer within ${timeoutMs} ms` : error instanceof Error ? error.message : String(error);
+      // One line: OpenSSL's messages end with a newline.
+      const cause = timedOut ? `no answer within ${timeoutMs} ms` : (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').trim();
       const hint = timedOut ? undefined : unreachableHint(error);
       const message = `no answer from ${this.scrub(url)}: ${this.scrub(cause)}${hint === undefined ? '' : ` (${hint}; not retried)`}`;
       throw new CinodeApiError('transport', message, { call: spec.path, permanent: hint !== undefined });
