@@ -119,6 +119,7 @@ function apiError(kind: ApiErrorKind, message: string, status?: number): CinodeA
 class FakeClient implements ActionClient {
   hosts: string[] = [];
   created = true;
+  expiresAt: string | null = '2030-01-01T00:00:00.000Z';
   nextHosts = ['n1.example', 'n2.example', 'n3.example', 'n4.example'];
   fail: Partial<Record<keyof ActionClient, Error>> = {};
   /** Retries to report (through onRetry) before a call answers. */
@@ -140,7 +141,7 @@ class FakeClient implements ActionClient {
 
   async getSession(params: SessionGetParams) {
     await this.enter('getSession', params);
-    return { ssid: SSID, alias: params.alias ?? null, hosts: [...this.hosts], expires_at: '2030-01-01T00:00:00.000Z', created: this.created };
+    return { ssid: SSID, alias: params.alias ?? null, hosts: [...this.hosts], expires_at: this.expiresAt, created: this.created };
   }
   async getNodes(params: NodeGetParams) {
     await this.enter('getNodes', params);
@@ -277,7 +278,7 @@ describe('inputs', () => {
     expect(parseList('')).toEqual([]);
   });
 
-  test('durations of SPEC.md', () => {
+  test('durations of docs/api.md', () => {
     expect(parseDuration('90s')).toBe(90_000);
     expect(parseDuration('1h30m')).toBe(5_400_000);
     expect(parseDuration('2d')).toBe(172_800_000);
@@ -341,6 +342,26 @@ describe('pre', () => {
     await runPre(h.deps);
     expect(h.core.events).toContainEqual(['client.getSession', { alias: ALIAS, lifetime: '3h' }]);
     expect(h.settings[0]).toMatchObject({ keyInQuery: true, timeoutMs: 90_000 });
+  });
+
+  test("a lifetime the project's maximum capped is a warning; one granted whole is not", async () => {
+    // The harness clock starts at 1970-01-01T00:16:40Z; the fake server grants 12h from then.
+    const capped = harness({ [Inputs.Lifetime]: '1d' }, (c) => (c.expiresAt = new Date(1_000_000 + 12 * 3_600_000).toISOString()));
+    await runPre(capped.deps);
+    expect(capped.core.failed).toBeUndefined();
+    expect(capped.core.warnings()).toEqual([expect.stringMatching(/^cinode: lifetime 1d was capped by the project's maximum: the session expires at 1970-01-01T12:16:40.000Z/)]);
+    const whole = harness({ [Inputs.Lifetime]: '12h' }, (c) => (c.expiresAt = new Date(1_000_000 + 12 * 3_600_000).toISOString()));
+    await runPre(whole.deps);
+    expect(whole.core.warnings()).toEqual([]);
+  });
+
+  test('a refused key or session says what to check beside the legacy text', async () => {
+    const key = harness({}, (c) => (c.fail.getSession = apiError('invalid-key', 'Invalid duffy key', 403)));
+    await runPre(key.deps);
+    expect(key.core.failed).toMatch(/could not open the session: Invalid duffy key \(check the action's key input \(e\.g\. secrets\.CINODE_KEY/);
+    const session = harness({}, (c) => (c.fail.getSession = apiError('invalid-session', 'Invalid session ID', 403)));
+    await runPre(session.deps);
+    expect(session.core.failed).toMatch(/Invalid session ID \(check the ssid or alias spelling; a session of another project/);
   });
 
   test('an active session of the alias opened elsewhere is joined, not owned', async () => {

@@ -1,5 +1,5 @@
 /**
- * SPEC.md against the real server over HTTP on loopback, with a real SQLite file: the legacy
+ * docs/api.md against the real server over HTTP on loopback, with a real SQLite file: the legacy
  * calls unchanged, the session calls, the error table and its precedence.
  */
 import { KEYS, removeDir, startTestServer, waitFor, type TestServer } from './support/server.js';
@@ -183,12 +183,24 @@ describe('sessions that live apart from their nodes', () => {
     const allowed = (await server.get('/Session/get', { key: KEYS.never, lifetime: 'never', alias: 'forever' })).json as { expires_at: null };
     expect(allowed.expires_at).toBeNull();
 
-    const s = (await server.get('/Session/get', { ...alpha, alias: 'ext' })).json as { ssid: string };
-    const extended = await server.get('/Session/extend', { ...alpha, ssid: 'ext', lifetime: '1h30m' });
+    const s = (await server.get('/Session/get', { ...alpha, alias: 'ext', lifetime: '3h' })).json as { ssid: string; expires_at: string };
+    // An extend never shortens: asking for 1h30m of a session with 3h left keeps the 3h.
+    const kept = await server.get('/Session/extend', { ...alpha, ssid: 'ext', lifetime: '1h30m' });
+    expect(kept.status).toBe(200);
+    const keptView = kept.json as { ssid: string; expires_at: string; state: string };
+    expect(keptView.ssid).toBe(s.ssid);
+    expect(keptView.expires_at).toBe(s.expires_at);
+    expect(((await server.get('/Session/show', { ...alpha, ssid: 'ext' })).json as { expires_at: string }).expires_at).toBe(s.expires_at);
+    const extended = await server.get('/Session/extend', { ...alpha, ssid: 'ext', lifetime: '5h' });
     expect(extended.status).toBe(200);
     const view = extended.json as { ssid: string; expires_at: string; state: string };
-    expect(view.ssid).toBe(s.ssid);
-    expect(Math.abs(Date.parse(view.expires_at) - Date.now() - 90 * 60_000)).toBeLessThan(5000);
+    expect(Math.abs(Date.parse(view.expires_at) - Date.now() - 5 * 3600_000)).toBeLessThan(5000);
+    // Capped by the project's maximum (12h), still later than before.
+    const cappedExtend = (await server.get('/Session/extend', { ...alpha, ssid: 'ext', lifetime: '2d' })).json as { expires_at: string };
+    expect(Math.abs(Date.parse(cappedExtend.expires_at) - Date.now() - 12 * 3600_000)).toBeLessThan(5000);
+    // A session that never expires stays so.
+    const foreverExtended = (await server.get('/Session/extend', { key: KEYS.never, ssid: 'forever', lifetime: '1h' })).json as { expires_at: null };
+    expect(foreverExtended.expires_at).toBeNull();
 
     const extNever = await server.get('/Session/extend', { ...alpha, ssid: 'ext', lifetime: 'never' });
     expect(extNever.status).toBe(403);

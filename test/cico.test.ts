@@ -133,8 +133,12 @@ async function cicoNodeGet(url: string, key: string, opts: NodeGetOptions = {}):
   }
   const last = attempts[attempts.length - 1]!;
   if (last.body === undefined) throw new CicoError('NoInventory: no node could be had', attempts);
-  const body = last.body as { hosts?: string[]; ssid?: string; msg?: string };
-  if (body.hosts === undefined || body.ssid === undefined) throw new CicoError(body.msg ?? JSON.stringify(body), attempts);
+  // A JSON string is raised whole; any other body is indexed by 'hosts' and then 'ssid', and
+  // a missing key prints as Python's KeyError does: the key name alone.
+  if (typeof last.body === 'string') throw new CicoError(last.body, attempts);
+  const body = last.body as { hosts?: string[]; ssid?: string };
+  if (body.hosts === undefined) throw new CicoError("'hosts'", attempts);
+  if (body.ssid === undefined) throw new CicoError("'ssid'", attempts);
 
   const inventory = await fullInventory(url);
   const rows: CicoHost[] = [];
@@ -266,7 +270,7 @@ describe('cico node get', () => {
     expect(retries).toEqual([1, 2, 3, 4]);
   });
 
-  test('a JSON {"msg"} error is final: quota (even with the pool exhausted), count, no pool, key', async () => {
+  test('an error other than capacity is final and printed whole: the message as a JSON string, to cico only', async () => {
     await cicoNodeGet(server.url, KEYS.alpha, { count: 6 });
 
     const cases: Array<[string, NodeGetOptions, number, RegExp]> = [
@@ -285,9 +289,16 @@ describe('cico node get', () => {
       expect(attempts).toHaveLength(1);
       expect([opts, attempts[0]!.reply.status]).toEqual([opts, status]);
       expect(attempts[0]!.reply.headers.get('content-type')).toMatch(/^application\/json/);
-      expect(Object.keys(attempts[0]!.body as object)).toEqual(['msg']);
+      expect(typeof attempts[0]!.body).toBe('string');
       expect(message).toMatch(msg);
     }
+    // Everyone else (the same request without cico's User-Agent) gets the {"msg"} body.
+    const other = await send(`${server.url}/Node/get?key=${KEYS.beta}&count=4`, { headers: { 'User-Agent': 'curl/8.0' } });
+    expect(other.status).toBe(403);
+    expect(other.json).toEqual({ msg: 'Quota exceeded: requested 4 + allocated 0 > quota 3' });
+    // Other calls keep {"msg"} for cico too: its inventory and done read the body themselves.
+    const done = await cicoGet(server.url, `Node/done?key=not-a-key&ssid=x`);
+    expect(done.body).toEqual({ msg: 'Invalid duffy key' });
   });
 });
 

@@ -104,7 +104,7 @@ describe('admin nodes', () => {
 
     const bad = await cinode(['admin', 'nodes', '--state', 'broken']);
     expect(bad).toMatchObject({ code: 2, stdout: '' });
-    expect(bad.stderr).toMatch(/^cinode: .*'broken' is invalid\. Allowed choices are ready, deployed, reclaiming, failed, held, disabled/);
+    expect(bad.stderr).toMatch(/^cinode: .*"broken" is invalid\. Allowed choices are ready, deployed, reclaiming, failed, held, disabled/);
   });
 });
 
@@ -235,8 +235,8 @@ describe('exit codes', () => {
       [['admin', 'events', '--node', 'nope.test.example'], /^cinode: No node nope\.test\.example; /],
       [['admin', 'events', '--limit', 'ten'], /^cinode: --limit: "ten" is not a whole number/],
       [['admin', 'events', '--limit', '0'], /^cinode: limit: "0" is not valid; accepted: a whole number from 1 to/],
-      [['admin', 'events', '--node', HOSTS[0]!, '--session', 'job-1'], /cannot be used with option '--session/],
-      [['admin', 'node', 'release'], /missing required argument 'hostname'/],
+      [['admin', 'events', '--node', HOSTS[0]!, '--session', 'job-1'], /cannot be used with option "--session/],
+      [['admin', 'node', 'release'], /missing required argument "hostname"/],
       [['admin', 'nodes'], /^cinode: no API key: set CINODE_KEY/],
     ];
     for (const [args, message] of cases) {
@@ -254,7 +254,8 @@ describe('exit codes', () => {
     }
     expect(await stateOf(HOSTS[1]!)).toBe('ready');
     const wrong = await cinode(['admin', 'nodes', '--key', 'wrong-key-on-the-command-line', '--key-in-query'], { CINODE_KEY: undefined });
-    expect(wrong).toMatchObject({ code: 3, stderr: 'cinode: Invalid duffy key\n' });
+    expect(wrong.code).toBe(3);
+    expect(wrong.stderr).toMatch(/^cinode: Invalid duffy key \(check the key in CINODE_KEY \(or --key\)/);
     // --url/--key instead of the environment.
     const args = ['--url', server.url, '--key', KEYS.beta, 'admin', 'nodes', '--json'];
     expect(parse<unknown[]>(await cinode(args, { CINODE_URL: undefined, CINODE_KEY: undefined }))).toHaveLength(4);

@@ -3,6 +3,7 @@
  * on 127.0.0.1: every command, every exit code, the --json shapes, and the key never printed.
  * `npm test` builds lib/ first; on its own: `npm run build:lib` before jest.
  */
+import { execFileSync } from 'node:child_process';
 import { freePort, requireBuiltLib, runCli, type CliRun } from './support/process.js';
 import { KEYS, removeDir, startTestServer, type TestServer } from './support/server.js';
 
@@ -61,7 +62,7 @@ describe('session commands', () => {
   });
 
   test('show, list and extend: readable tables, and the exact JSON with --json', async () => {
-    const ssid = (await cinode(['session', 'open', '--alias', 'show-me'])).stdout.trim();
+    const ssid = (await cinode(['session', 'open', '--alias', 'show-me', '--lifetime', '1h'])).stdout.trim();
     const got = await cinode(['node', 'get', '--ssid', 'show-me', '--count', '2']);
     const hosts = got.stdout.trim().split('\n');
 
@@ -89,9 +90,18 @@ describe('session commands', () => {
     const expires = Date.parse(extended.expires_at);
     expect(expires).toBeGreaterThanOrEqual(before + 3 * 3_600_000 - 5_000);
     expect(expires).toBeLessThanOrEqual(Date.now() + 3 * 3_600_000 + 5_000);
+    // An extend never shortens: 1h of a session with 3h left keeps the 3h, and says so.
     const human = await cinode(['session', 'extend', ssid, '1h']);
     expect(human.code).toBe(0);
-    expect(human.stdout).toMatch(/^expires_at\s+\d{4}-/m);
+    expect(human.stdout).toMatch(new RegExp(`^expires_at\\s+${extended.expires_at.replace(/\./g, '\\.')}$`, 'm'));
+    expect(human.stderr).toMatch(/^cinode: the session already expires later than 1h from now, and an extend never shortens: it still expires at /);
+    // A lifetime past the project's maximum (12h) is capped, and the CLI says so.
+    const capped = await cinode(['session', 'extend', ssid, '2d']);
+    expect(capped.code).toBe(0);
+    expect(capped.stderr).toMatch(/^cinode: lifetime 2d was capped by the project's maximum: the session expires at \S+ \(in about (11h59m\d+s|12h)\)\n$/);
+    const opened = await cinode(['session', 'open', '--alias', 'capped-open', '--lifetime', '1d']);
+    expect(opened.stderr).toMatch(/^cinode: lifetime 1d was capped by the project's maximum/);
+    expect((await cinode(['session', 'done', 'capped-open'])).code).toBe(0);
 
     expect((await cinode(['session', 'done', ssid])).code).toBe(0);
   });
@@ -177,8 +187,9 @@ describe('inventory', () => {
   test('--all: the unkeyed listing of every node, no key needed', async () => {
     const run = await cinode(['inventory', '--all'], { CINODE_KEY: undefined });
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^ID\s+HOSTNAME\s+IP\s+STATE\s+USED\s+VER\s+ARCH\s+FLAVOR\s+POOL\s+SSID$/m);
-    expect(run.stdout).toMatch(/^1\s+c7-1\.test\.example\s+192\.0\.2\.1\s+/m);
+    // The legacy pool field is a 1/0 flag, not a pool's name: the header says what it is.
+    expect(run.stdout).toMatch(/^ID\s+HOSTNAME\s+IP\s+STATE\s+USED\s+VER\s+ARCH\s+FLAVOR\s+IN_POOL\s+SSID$/m);
+    expect(run.stdout).toMatch(/^1\s+c7-1\.test\.example\s+192\.0\.2\.1\s+Ready\s+\d+\s+7\s+x86_64\s+-\s+yes\s+-$/m);
     const rows = parse<unknown[][]>(await cinode(['inventory', '--all', '--json'], { CINODE_KEY: undefined }));
     expect(rows).toHaveLength(12);
     for (const row of rows) expect(row).toHaveLength(14);
@@ -208,6 +219,48 @@ describe('options', () => {
     expect(sub.code).toBe(0);
     expect(sub.stdout).toContain('--count');
     expect(sub.stdout).toContain('Exit codes:');
+    // A subcommand's help lists the global options it accepts.
+    expect(sub.stdout).toMatch(/^Global Options:$/m);
+    for (const option of ['--url <url>', '--key <key>', '--key-in-query', '--timeout <duration>', '--json']) {
+      expect(sub.stdout.slice(sub.stdout.indexOf('Global Options:'))).toContain(option);
+    }
+  });
+
+  test('a typo: one line with a suggestion, exit 2, no help dump', async () => {
+    const typo = await cinode(['sesion', 'list']);
+    expect(typo).toMatchObject({ code: 2, stdout: '', stderr: 'cinode: unknown command "sesion"; did you mean "session"?\n' });
+    const sub = await cinode(['session', 'lst']);
+    expect(sub).toMatchObject({ code: 2, stderr: 'cinode: unknown command "lst"; did you mean "list"?\n' });
+    const option = await cinode(['node', 'get', '--cuont', '2']);
+    expect(option).toMatchObject({ code: 2, stderr: 'cinode: unknown option "--cuont"; did you mean "--count"?\n' });
+  });
+
+  test('completion bash: a script whose function completes commands, subcommands and options in bash', async () => {
+    const script = await cinode(['completion', 'bash'], { CINODE_URL: undefined, CINODE_KEY: undefined });
+    expect(script.code).toBe(0);
+    const complete = (line: string) => {
+      const probe = [
+        script.stdout,
+        `read -ra COMP_WORDS <<<${JSON.stringify(line)}`,
+        line.endsWith(' ') ? 'COMP_WORDS+=("")' : ':',
+        'COMP_CWORD=$((${#COMP_WORDS[@]} - 1))',
+        '_cinode',
+        'echo "${COMPREPLY[*]}"',
+      ].join('\n');
+      return execFileSync('bash', ['-c', probe], { encoding: 'utf8' }).trim();
+    };
+    expect(complete('cinode ses')).toBe('session');
+    expect(complete('cinode session ')).toBe('open done show list extend');
+    expect(complete('cinode --url http://x session ex')).toBe('extend');
+    expect(complete('cinode session show nightly/42 --js')).toBe('--json');
+    expect(complete('cinode admin node ')).toBe('release disable enable');
+    expect(complete('cinode completion ')).toBe('bash zsh');
+    const zsh = await cinode(['completion', 'zsh']);
+    expect(zsh.stdout).toMatch(/^#compdef cinode\n/);
+    expect(zsh.stdout).toContain('bashcompinit');
+    expect(zsh.stdout).toContain('complete -o default -F _cinode cinode');
+    const fish = await cinode(['completion', 'fish']);
+    expect(fish).toMatchObject({ code: 2, stderr: 'cinode: command-argument value "fish" is invalid for argument "shell". Allowed choices are bash, zsh.\n' });
   });
 });
 
@@ -216,9 +269,9 @@ describe('exit codes', () => {
     const cases: Array<[string[], Record<string, string | undefined>, RegExp]> = [
       [['node', 'get', '--count', 'two'], {}, /--count: "two" is not a whole number/],
       [['node', 'get', '--count', '0'], {}, /count/],
-      [['session', 'frobnicate'], {}, /unknown command 'frobnicate'/],
-      [['session', 'show'], {}, /missing required argument 'ssid'/],
-      [['session', 'list', '--bogus'], {}, /unknown option '--bogus'/],
+      [['session', 'frobnicate'], {}, /unknown command "frobnicate"/],
+      [['session', 'show'], {}, /missing required argument "ssid"/],
+      [['session', 'list', '--bogus'], {}, /unknown option "--bogus"/],
       [['session', 'list'], { CINODE_URL: undefined }, /no API URL: give --url or set CINODE_URL/],
       [['session', 'list'], { CINODE_KEY: undefined }, /no API key: set CINODE_KEY/],
       [['session', 'list', '--timeout', 'soon'], {}, /--timeout: "soon" is not a duration/],
@@ -248,13 +301,16 @@ describe('exit codes', () => {
 
   test('3: a wrong key, an unknown session, a policy refusal', async () => {
     const wrong = await cinode(['session', 'list'], { CINODE_KEY: 'not-a-key-of-any-project' });
-    expect(wrong).toMatchObject({ code: 3, stdout: '', stderr: 'cinode: Invalid duffy key\n' });
+    // The wire's legacy text, then what to check.
+    expect(wrong).toMatchObject({ code: 3, stdout: '' });
+    expect(wrong.stderr).toMatch(/^cinode: Invalid duffy key \(check the key in CINODE_KEY \(or --key\)[^\n]*\)\n$/);
     const wrongArg = await cinode(['session', 'list', '--key', 'wrong-key-on-the-command-line'], { CINODE_KEY: undefined });
     expect(wrongArg.code).toBe(3);
     expect(wrongArg.stderr).not.toContain('wrong-key-on-the-command-line');
 
     const unknown = await cinode(['session', 'show', '00000000-0000-4000-8000-000000000000']);
-    expect(unknown).toMatchObject({ code: 3, stderr: 'cinode: Invalid session ID\n' });
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/^cinode: Invalid session ID \(check the ssid or alias spelling; a session of another project \(another key\) looks unknown too\)\n$/);
     expect((await cinode(['node', 'done', 'no-such-alias', 'c7-1.test.example'])).code).toBe(3);
 
     const never = await cinode(['session', 'open', '--lifetime', 'never']);
@@ -283,6 +339,15 @@ describe('exit codes', () => {
     expect(second.code).toBe(4);
     expect(second.stderr).toMatch(/Rate limit exceeded/);
     await cinode(['session', 'done', 'beta-1'], env);
+  });
+
+  test('5 at once, not after the budget: an https URL to this plain-http server says to check the scheme', async () => {
+    const started = Date.now();
+    const run = await cinode(['session', 'list'], { CINODE_URL: server.url.replace(/^http:/, 'https:') });
+    expect(Date.now() - started).toBeLessThan(10_000); // the default --timeout is 5m
+    expect(run.code).toBe(5);
+    expect(run.stderr).toMatch(/^cinode: no answer from https:\/\/127\.0\.0\.1:\d+\/Session\/list: .*\(TLS failed \(EPROTO\): check the URL's scheme .*; not retried\)\n$/);
+    expect(run.stderr).not.toMatch(/retrying/);
   });
 
   test('5: no answer (a closed port), after retrying an idempotent call for the budget', async () => {

@@ -324,6 +324,23 @@ describe('error bodies', () => {
     expect(error.message).toBe('no answer from http://cinode.test:8080/Node/get: connect ECONNREFUSED 127.0.0.1:1');
   });
 
+  test('a name that does not resolve fails at once with what to check; a refused connection and EAI_AGAIN are retried', async () => {
+    const notFound = Object.assign(new Error('getaddrinfo ENOTFOUND cinode.test'), { code: 'ENOTFOUND' });
+    const h = harness([notFound, json(200, [])], { timeoutMs: 300_000 });
+    const error = await failure(h.client.listSessions());
+    expect(error).toMatchObject({ kind: 'transport', permanent: true, attempts: 1 });
+    expect(error.message).toBe(
+      'no answer from http://cinode.test:8080/Session/list: getaddrinfo ENOTFOUND cinode.test (the host name does not resolve: check the host in the URL; not retried)',
+    );
+    expect(h.transport.sent).toHaveLength(1);
+    expect(h.sleeps).toEqual([]);
+
+    const again = Object.assign(new Error('getaddrinfo EAI_AGAIN cinode.test'), { code: 'EAI_AGAIN' });
+    const healing = harness([again, refused(), json(200, [])], { timeoutMs: 300_000 });
+    await expect(healing.client.listSessions()).resolves.toEqual([]);
+    expect(healing.transport.sent).toHaveLength(3);
+  });
+
   test('a request that gets no answer within requestTimeoutMs is a transport error', async () => {
     const h = harness(['hang'], { requestTimeoutMs: 20 });
     const error = await failure(h.client.getNodes());
@@ -561,6 +578,15 @@ describe('ActionsHttpTransport (loopback only)', () => {
     const error = await failure(client.getNodes());
     expect(error.kind).toBe('transport');
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  test('an https URL to this plain-http server fails at once, not after the whole retry budget', async () => {
+    const client = new CinodeClient({ url: base.replace(/^http:/, 'https:'), key: KEY, timeoutMs: 300_000 });
+    const started = Date.now();
+    const error = await failure(client.listSessions());
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(error).toMatchObject({ kind: 'transport', permanent: true, attempts: 1 });
+    expect(error.message).toMatch(/\(TLS failed \(EPROTO\): check the URL's scheme \(an https:\/\/ URL to a server that speaks plain http fails this way\) and the server's certificate; not retried\)$/);
   });
 
   test('an abort ends a hanging request', async () => {

@@ -73,7 +73,7 @@ function hostsBySession(snap: Snapshot): Map<number, string[]> {
   return out;
 }
 
-/** The invariants that hold whatever failed: SPEC.md section 4. */
+/** The invariants that hold whatever failed: docs/api.md, "Lifecycle". */
 function checkInvariants(snap: Snapshot, allHosts: readonly string[]): void {
   expect(snap.nodes).toHaveLength(allHosts.length);
   expect(snap.nodes.map((n) => n.hostname).sort()).toEqual([...allHosts].sort());

@@ -1,5 +1,5 @@
 /**
- * SPEC.md section 4 (Lifecycle) against the real server over HTTP on loopback, with a real
+ * docs/api.md, "Lifecycle", against the real server over HTTP on loopback, with a real
  * database (SQLite, or PostgreSQL under CINODE_TEST_DATABASE=postgres), short durations in the
  * configuration and real reclaim commands: reclaim that succeeds, fails or hangs, bounded
  * parallelism, expiry and the fail hold, configuration reload, restart on the same database, and

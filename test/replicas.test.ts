@@ -504,7 +504,7 @@ async function snapshot(databaseUrl: string): Promise<Snapshot> {
 
 const say = (line: string) => process.stdout.write(`[replicas] ${line}\n`);
 
-/** SPEC.md section 4, as stored; prints what it checked. */
+/** docs/api.md, "Lifecycle", as stored; prints what it checked. */
 function checkInvariants(label: string, snap: Snapshot, allHosts: readonly string[]): void {
   expect(snap.nodes).toHaveLength(allHosts.length);
   expect(snap.nodes.map((n) => n.hostname).sort()).toEqual([...allHosts].sort());

@@ -4,7 +4,8 @@
  * stopping cleanly on SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configYaml, KEYS, removeDir, send, waitFor } from './support/server.js';
@@ -110,6 +111,65 @@ test('serves, reloads on SIGHUP, stops on SIGTERM with exit 0; the key never rea
     expect(logs).toMatch(/key=\[REDACTED\]/);
     expect(logs).not.toContain(KEYS.alpha);
     expect(logs).toMatch(/cinode stopped/);
+  } finally {
+    run.child.kill('SIGKILL');
+  }
+});
+
+describe('a start that fails exits at once, non-zero, having closed what it opened', () => {
+  test('a taken port: exit 2 within seconds, the port named, no timer or database left open', async () => {
+    const taken = createNetServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const path = join(dir, 'cinode.yaml');
+      writeFileSync(path, configYaml(dir, { pools: [{ name: 'p', nodes: 2 }] }));
+      const started = Date.now();
+      const run = runServe(['--config', path, '--listen', `127.0.0.1:${port}`]);
+      // The process ends by itself: a reaper timer, a worker or a PostgreSQL pool left open would
+      // keep it alive (the test's own deadline is the bound).
+      const code = await Promise.race([run.exit, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 15_000).unref())]);
+      if (code === 'hung') run.child.kill('SIGKILL');
+      expect(code).toBe(2);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(run.stderr.join('')).toContain(`cinode: could not start: listen EADDRINUSE: address already in use 127.0.0.1:${port}`);
+      // SQLite removes the write-ahead log when the last connection closes: the database was closed.
+      const database = /^sqlite:(.*)$/.exec(/database: "(.*)"/.exec(readFileSync(path, 'utf8'))![1]!);
+      if (database) expect(existsSync(`${database[1]}-wal`)).toBe(false);
+    } finally {
+      taken.close();
+    }
+  });
+
+  test('a database that cannot be opened: the message says "database" and names it', async () => {
+    const path = join(dir, 'cinode.yaml');
+    // A directory is no database file.
+    writeFileSync(path, configYaml(dir).replace(/^database: .*$/m, `database: ${JSON.stringify(`sqlite:${dir}`)}`));
+    const sqlite = runServe(['--config', path]);
+    expect(await sqlite.exit).toBe(2);
+    expect(sqlite.stderr.join('')).toMatch(new RegExp(`^cinode: could not start: database sqlite:${dir}: unable to open database file\\n$`));
+  });
+
+  test('a PostgreSQL server that refuses: "database", the URL without its password', async () => {
+    const path = join(dir, 'cinode.yaml');
+    writeFileSync(path, configYaml(dir).replace(/^database: .*$/m, 'database: "postgres://cinode:s3cret-pw@127.0.0.1:1/cinode"'));
+    const run = runServe(['--config', path]);
+    expect(await run.exit).toBe(2);
+    const stderr = run.stderr.join('');
+    expect(stderr).toMatch(/^cinode: could not start: database postgres:\/\/\*\*\*@127\.0\.0\.1:1\/cinode: .*ECONNREFUSED 127\.0\.0\.1:1/);
+    expect(stderr).not.toContain('s3cret-pw');
+  });
+});
+
+test("public-inventory: false is served, with a warning at start that it breaks cico's node get", async () => {
+  const path = join(dir, 'cinode.yaml');
+  writeFileSync(path, configYaml(dir, { publicInventory: false }));
+  const run = runServe(['--config', path, '--listen', '127.0.0.1:0']);
+  try {
+    await waitFor('the warning', () => /public-inventory is false: cico's node get fails after allocating/.test(run.stdout.join('')), 15_000);
+    expect(run.stdout.join('')).toMatch(/"level":40,[^\n]*public-inventory is false/);
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
   } finally {
     run.child.kill('SIGKILL');
   }

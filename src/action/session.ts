@@ -5,6 +5,7 @@
 import { Env, OwnerState, State } from './constants.js';
 import type { SessionInputs } from './inputs.js';
 import type { ActionDeps } from './ports.js';
+import { lifetimeNote } from '../client/notes.js';
 import { elapsed, errorKind, type StageClient } from './stage.js';
 
 /** The session of the job, as this use of the action found it. */
@@ -73,6 +74,8 @@ export async function resolveSession(deps: ActionDeps, inputs: SessionInputs, st
   const expires = result.expires_at === null ? 'never expires' : `expires at ${result.expires_at}`;
   if (result.created) {
     core.info(`Opened session ${result.ssid} (alias ${alias}, ${expires}) in ${elapsed(deps, started)}.`);
+    const capped = lifetimeNote(inputs.lifetime, result.expires_at, deps.clock(), 'open');
+    if (capped !== undefined) core.warning(`cinode: ${capped}.`);
   } else {
     core.info(
       `Session ${result.ssid} of alias ${alias} was already active (${expires}, ${result.hosts.length} hosts): ` +

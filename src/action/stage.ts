@@ -1,6 +1,7 @@
 /**
  * What the three stages share: connecting the client with logged retries, and describing errors.
  */
+import { refusalHint } from '../client/notes.js';
 import type { RetryInfo } from '../client/retry.js';
 import type { Connection } from './inputs.js';
 import type { ActionClient, ActionDeps } from './ports.js';
@@ -42,8 +43,11 @@ export function errorKind(error: unknown): string | undefined {
   return undefined;
 }
 
+/** The error's message, with what to check when the server refused the key or the session. */
 export function describeError(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  const message = error instanceof Error ? error.message : String(error);
+  const hint = refusalHint(errorKind(error), 'action');
+  return hint === undefined ? message : `${message} (${hint})`;
 }
 
 export function elapsed(deps: ActionDeps, since: number): string {

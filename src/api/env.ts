@@ -14,6 +14,14 @@ export const CLIENT_ENV = {
   Hosts: 'CINODE_HOSTS',
 } as const;
 
+/** What `cinode serve` and `cinode config check` read: the configuration file, when no --config names it. */
+export const SERVER_ENV = {
+  Config: 'CINODE_CONFIG',
+} as const;
+
+/** Where `cinode serve` looks for its configuration after --config and CINODE_CONFIG. */
+export const DEFAULT_CONFIG_PATH = '/etc/cinode/cinode.yaml';
+
 /** What an operator's command is given: the node (reclaim, deprovision) or the pool and count (provision). */
 export const COMMAND_ENV = {
   Hostname: 'CINODE_HOSTNAME',

@@ -19,3 +19,6 @@ export const FAILED_NODE_LIMIT_MESSAGE = 'Exceeded maximum allowed fail nodes li
 export const DONE_MESSAGE = 'Done';
 /** DONE_MESSAGE as the body goes over the wire: a JSON string, quotes included. */
 export const DONE_BODY = JSON.stringify(DONE_MESSAGE);
+
+/** The User-Agent python-cicoclient (`cico`) sends: its `/Node/get` errors get a JSON string body (docs/api.md, "cico"). */
+export const CICO_USER_AGENT = 'python-cicoclient-wrapper';

@@ -10,10 +10,13 @@ import {
   CinodeAbortError,
   CinodeApiError,
   CinodeClient,
+  lifetimeNote,
   redactKey,
+  refusalHint,
   type CinodeClientOptions,
   type RetryInfo,
 } from '../client/index.js';
+import { addCompletionCommand } from './completion.js';
 import { EXIT, exitCodeFor, exitCodeHelp } from './exit-codes.js';
 import { keyedInventoryTable, publicInventoryTable, sessionBlock, sessionTable } from './format.js';
 
@@ -37,6 +40,8 @@ export interface CliDeps {
   stderr: (text: string) => void;
   env: Readonly<Record<string, string | undefined>>;
   createClient: (options: CinodeClientOptions) => CinodeApi;
+  /** Milliseconds since the epoch: to say when a lifetime was capped. */
+  now: () => number;
 }
 
 /** The environment variables the commands read. */
@@ -48,6 +53,7 @@ export function processDeps(): CliDeps {
     stderr: (text) => void process.stderr.write(text),
     env: process.env,
     createClient: (options) => new CinodeClient(options),
+    now: Date.now,
   };
 }
 
@@ -96,12 +102,13 @@ function lines(items: readonly string[]): string {
 export function createProgram(deps: CliDeps): Command {
   const program = new Command('cinode')
     .description('Lends test machines to CI jobs: the cinode backend and its client commands')
-    .showHelpAfterError()
     .exitOverride()
+    // A subcommand's --help lists the global options it accepts too.
+    .configureHelp({ showGlobalOptions: true })
     .configureOutput({
       writeOut: deps.stdout,
       writeErr: deps.stderr,
-      outputError: (text, write) => write(`cinode: ${text.replace(/^error: /, '')}`),
+      outputError: (text, write) => write(`cinode: ${oneLineError(text)}\n`),
     })
     .option('--url <url>', `the cinode (or admin.ci) API base URL [env ${ENV.url}]`)
     .option('--key <key>', `the project's API key [env ${ENV.key}; prefer the variable: arguments show in ps]`)
@@ -123,7 +130,9 @@ export function createProgram(deps: CliDeps): Command {
       action(async (client, command) => {
         const opts = command.opts<{ alias?: string; lifetime?: string }>();
         const result = await client.getSession({ alias: opts.alias, lifetime: opts.lifetime });
-        const note = result.created ? undefined : `reusing the active session ${result.ssid} of alias ${result.alias ?? ''}`;
+        const note = result.created
+          ? lifetimeNote(opts.lifetime, result.expires_at, deps.now(), 'open')
+          : `reusing the active session ${result.ssid} of alias ${result.alias ?? ''} (--lifetime applies to a new session only: use session extend)`;
         return { json: result, human: `${result.ssid}\n`, note };
       }),
     );
@@ -164,14 +173,14 @@ export function createProgram(deps: CliDeps): Command {
 
   session
     .command('extend')
-    .description('make a session expire LIFETIME from now (capped by the project maximum)')
+    .description('make a session expire LIFETIME from now (capped by the project maximum); never shortens it')
     .argument('<ssid>', 'the session (ssid or alias)')
     .argument('<lifetime>', 'e.g. 2h, or never (if the project may)')
     .action(
       action(async (client, command) => {
         const [ssid, lifetime] = command.processedArgs as string[];
         const view = await client.extendSession(ssid!, lifetime!);
-        return { json: view, human: sessionBlock(view) };
+        return { json: view, human: sessionBlock(view), note: lifetimeNote(lifetime, view.expires_at, deps.now(), 'extend') };
       }),
     );
 
@@ -231,7 +240,7 @@ export function createProgram(deps: CliDeps): Command {
   program
     .command('inventory')
     .description("list the nodes in the project's active sessions (hostname, ssid); --all: every node the backend manages")
-    .addOption(new Option('--all', 'the unkeyed listing of every node (no key needed)'))
+    .addOption(new Option('--all', 'the unkeyed listing of every node (no key needed); IN_POOL: in the allocation pool (the legacy 1/0 flag); pool names: cinode admin nodes'))
     .action(
       action(
         async (client, command) => {
@@ -246,7 +255,21 @@ export function createProgram(deps: CliDeps): Command {
       ),
     );
 
+  addCompletionCommand(program, deps);
   return program;
+}
+
+/**
+ * commander's error as one line: `unknown command "sesion"; did you mean "session"?`. The help
+ * is one `--help` away; forty lines of it would bury the mistake.
+ */
+export function oneLineError(text: string): string {
+  return text
+    .trim()
+    .replace(/^error: /, '')
+    .replace(/'([^']*)'/g, '"$1"')
+    .replace(/\s*\(Did you mean (?:one of )?([^)]*)\?\)/, (_all, names: string) => `; did you mean ${names.split(', ').map((n) => `"${n}"`).join(' or ')}?`)
+    .replace(/\s*\n\s*/g, ' ');
 }
 
 function nodeArgs(command: Command): [string, string[] | undefined] {
@@ -312,6 +335,8 @@ function retryLine(info: RetryInfo, key: string): string {
 /** The message printed for a failed call, with how long it was retried when it was. */
 function failureMessage(error: CinodeApiError, key: string): string {
   let message = redactKey(error.message, key);
+  const hint = refusalHint(error.kind, 'cli');
+  if (hint !== undefined) message += ` (${hint})`;
   if (error.attempts !== undefined && error.attempts > 1) message += ` (still failing after ${error.attempts} attempts; the --timeout retry budget is spent)`;
   return message;
 }

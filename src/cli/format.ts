@@ -50,11 +50,17 @@ export function keyedInventoryTable(rows: readonly KeyedInventoryRow[]): string 
   return table(['HOSTNAME', 'SSID'], rows);
 }
 
+/**
+ * The unkeyed listing. Its legacy `pool` field is a flag, not a pool's name (docs/api.md,
+ * `/Inventory`): 1 when the node is in the allocation pool, 0 when out; shown as IN_POOL yes/no.
+ * The pool's name is in `cinode admin nodes` (an operator's key).
+ */
 export function publicInventoryTable(rows: readonly PublicInventoryRow[]): string {
   if (rows.length === 0) return '(no nodes)\n';
+  const inPool = (flag: PublicInventoryRow[11]) => (flag === 1 ? 'yes' : 'no');
   return table(
-    ['ID', 'HOSTNAME', 'IP', 'STATE', 'USED', 'VER', 'ARCH', 'FLAVOR', 'POOL', 'SSID'],
-    rows.map((r) => [r[0], r[1], r[2], r[5], r[4], r[9], r[10], r[13], r[11], r[6]]),
+    ['ID', 'HOSTNAME', 'IP', 'STATE', 'USED', 'VER', 'ARCH', 'FLAVOR', 'IN_POOL', 'SSID'],
+    rows.map((r) => [r[0], r[1], r[2], r[5], r[4], r[9], r[10], r[13], inPool(r[11]), r[6]]),
   );
 }
 

@@ -3,11 +3,28 @@
  * configuration.
  */
 import { destination as logDestination, pino } from 'pino';
-import { startFailure, startServer } from '../main/server.js';
+import { checkConfiguration, startFailure, startServer } from '../main/server.js';
+import { resolveConfigPath } from './config-path.js';
 
 export interface ServeOptions {
-  config: string;
+  config?: string;
   listen?: string;
+  /** pino's level: main.ts offers the choices. */
+  logLevel?: string;
+}
+
+/**
+ * `cinode config check [FILE]`: every problem on stderr and exit 2, or one line saying what the
+ * file declares and exit 0. FILE is found as `serve` finds it.
+ */
+export function configCheck(file: string | undefined): void {
+  const { valid, report } = checkConfiguration(resolveConfigPath(file, process.env));
+  if (valid) {
+    process.stdout.write(`${report}\n`);
+  } else {
+    process.stderr.write(`${report}\n`);
+    process.exitCode = 2;
+  }
 }
 
 function parseListen(text: string): { host: string; port: number } {
@@ -20,11 +37,12 @@ function parseListen(text: string): { host: string; port: number } {
 export async function serve(options: ServeOptions): Promise<void> {
   // Asynchronous writes keep the request log off the request's path; flushed before exit.
   const destination = logDestination({ dest: 1, sync: false });
-  const logger = pino({ base: { service: 'cinode' } }, destination);
+  const logger = pino({ base: { service: 'cinode' }, level: options.logLevel ?? 'info' }, destination);
+  const configPath = resolveConfigPath(options.config, process.env);
   let server;
   try {
     server = await startServer({
-      configPath: options.config,
+      configPath,
       logger,
       listen: options.listen ? parseListen(options.listen) : undefined,
     });

@@ -4,7 +4,7 @@
  * against a legacy admin.ci endpoint (`keyInQuery`). Nothing here imports the server.
  */
 import { DONE_BODY, DONE_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/messages.js';
-import { CinodeAbortError, CinodeApiError, errorFromAnswer, legacyRefusal, parseJson, redactKey, snippet } from './errors.js';
+import { CinodeAbortError, CinodeApiError, errorFromAnswer, legacyRefusal, parseJson, redactKey, snippet, unreachableHint } from './errors.js';
 import { abortError, isRetryable, raceAbort, withRetry, type RetryInfo, type Sleep } from './retry.js';
 import { ActionsHttpTransport, type HttpTransport, type TransportResponse } from './transport.js';
 import type {
@@ -386,8 +386,11 @@ export class CinodeClient {
     } catch (error) {
       if (outer?.aborted) throw error instanceof CinodeAbortError ? error : abortError(outer, spec.path);
       // No `cause` on the error: the transport's own error may carry the URL with its key.
-      const cause = timedOut ? `no answer within ${timeoutMs} ms` : error instanceof Error ? error.message : String(error);
-      throw new CinodeApiError('transport', `no answer from ${this.scrub(url)}: ${this.scrub(cause)}`, { call: spec.path });
+      // One line: OpenSSL's messages end with a newline.
+      const cause = timedOut ? `no answer within ${timeoutMs} ms` : (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').trim();
+      const hint = timedOut ? undefined : unreachableHint(error);
+      const message = `no answer from ${this.scrub(url)}: ${this.scrub(cause)}${hint === undefined ? '' : ` (${hint}; not retried)`}`;
+      throw new CinodeApiError('transport', message, { call: spec.path, permanent: hint !== undefined });
     } finally {
       clearTimeout(timer);
       outer?.removeEventListener('abort', onOuterAbort);

@@ -13,6 +13,8 @@ export interface CinodeApiErrorOptions {
   /** The call's path, e.g. `/Node/get`. */
   call?: string;
   cause?: unknown;
+  /** No answer, and none will come by waiting (a name that does not resolve, a TLS mismatch). */
+  permanent?: boolean;
 }
 
 /** A call that failed: the server refused it (`kind` from its answer) or no answer came (`transport`). */
@@ -27,6 +29,8 @@ export class CinodeApiError extends Error {
   readonly call?: string;
   /** How many requests were sent before giving up (set by the retry loop). */
   attempts?: number;
+  /** A `transport` failure that waiting cannot heal: never retried. */
+  readonly permanent: boolean;
 
   constructor(kind: ApiErrorKind, message: string, options: CinodeApiErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -34,7 +38,25 @@ export class CinodeApiError extends Error {
     this.status = options.status;
     this.retryAfterMs = options.retryAfterMs;
     this.call = options.call;
+    this.permanent = options.permanent === true;
   }
+}
+
+/** Node's codes of TLS failures: the client and the server do not speak the same protocol, or the certificate is refused. */
+const TLS_CODE = /^(EPROTO|ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
+
+/**
+ * What to check when a request got no answer for a reason that retrying cannot heal; undefined
+ * for a failure that may pass (a refused connection, a reset, a timeout, a DNS server that did
+ * not answer: EAI_AGAIN).
+ */
+export function unreachableHint(error: unknown): string | undefined {
+  const code = typeof error === 'object' && error !== null && 'code' in error ? String((error as { code: unknown }).code) : '';
+  if (code === 'ENOTFOUND') return 'the host name does not resolve: check the host in the URL';
+  if (TLS_CODE.test(code)) {
+    return `TLS failed (${code}): check the URL's scheme (an https:// URL to a server that speaks plain http fails this way) and the server's certificate`;
+  }
+  return undefined;
 }
 
 /**

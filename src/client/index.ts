@@ -4,3 +4,4 @@ export { CinodeApiError, CinodeAbortError, redactKey } from './errors.js';
 export { withRetry, backoffDelay, type RetryInfo, type RetryOptions, type Sleep } from './retry.js';
 export { ActionsHttpTransport, type HttpTransport, type TransportOptions, type TransportResponse } from './transport.js';
 export { CinodeClient, type CinodeClientOptions } from './client.js';
+export { lifetimeNote, refusalHint, type KeySource } from './notes.js';

@@ -65,8 +65,9 @@ export function abortError(signal: AbortSignal, what = 'the call'): CinodeAbortE
 
 /**
  * Whether a failure is worth another try: any answered 5xx, 429 or capacity; an unanswered
- * request (`transport`) only when the call is idempotent; never any other 4xx or a 2xx whose body
- * made no sense.
+ * request (`transport`) only when the call is idempotent and the failure may heal (a refused
+ * connection may: the server restarts; a name that does not resolve or a TLS mismatch will not);
+ * never any other 4xx or a 2xx whose body made no sense.
  */
 export function isRetryable(error: CinodeApiError, idempotent: boolean): boolean {
   switch (error.kind) {
@@ -76,7 +77,7 @@ export function isRetryable(error: CinodeApiError, idempotent: boolean): boolean
     case 'server':
       return error.status !== undefined && error.status >= 500;
     case 'transport':
-      return idempotent;
+      return idempotent && !error.permanent;
     default:
       return false;
   }

@@ -350,13 +350,19 @@ export class AllocationService {
     return sessions.map((s) => sessionView(s, nodes.get(s.id) ?? []));
   }
 
-  /** `/Session/extend`: the session now expires `lifetime` from now, capped by the project's maximum. */
+  /**
+   * `/Session/extend`: the session now expires `lifetime` from now, capped by the project's
+   * maximum, but never earlier than it already did (docs/api.md: an extend never shortens, and a
+   * session that never expires stays so).
+   */
   async extendSession(project: Project, ref: string, lifetime: Lifetime): Promise<SessionView> {
     const now = this.deps.clock();
     return this.deps.store.transaction(async (tx) => {
       const session = await this.activeSession(tx, project, ref);
-      const expiresAt = this.expiryFor(project, lifetime, now);
-      await tx.sessions.setExpiry(session.id, expiresAt);
+      // Checked first: lifetime=never is refused by policy even for a session that never expires.
+      const requested = this.expiryFor(project, lifetime, now);
+      const expiresAt = session.expiresAt === null || (requested !== null && requested <= session.expiresAt) ? session.expiresAt : requested;
+      if (expiresAt !== session.expiresAt) await tx.sessions.setExpiry(session.id, expiresAt);
       return sessionView({ ...session, expiresAt }, await tx.nodes.ofSession(session.id));
     });
   }

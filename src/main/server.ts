@@ -31,6 +31,36 @@ export function startFailure(error: unknown): string {
   return `could not start: ${error instanceof Error ? error.message : String(error)}`;
 }
 
+/**
+ * `cinode config check`: reads and checks the file as a start would (without opening the
+ * database or the port): every problem, one a line, or a line saying what it declares.
+ */
+export function checkConfiguration(path: string, env: Record<string, string | undefined> = process.env): { valid: boolean; report: string } {
+  let config: CinodeConfig;
+  try {
+    config = loadConfig(path, env);
+    checkConfigFiles(config, path);
+  } catch (error) {
+    if (error instanceof ConfigError) return { valid: false, report: error.message };
+    throw error;
+  }
+  const nodes = config.pools.reduce((sum, pool) => sum + pool.nodes.length, 0);
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const counts = `${plural(config.pools.length, 'pool')}, ${plural(nodes, 'node')}, ${plural(config.projects.length, 'project')}`;
+  return { valid: true, report: `${path}: valid: ${counts}` };
+}
+
+/** The configuration's `database:` with any password hidden, for messages and the log. */
+export function databaseLabel(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+/** An error of the database, saying so and naming which one (the driver's own text names neither). */
+function databaseError(database: string, error: unknown): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  return new Error(`database ${databaseLabel(database)}: ${message}`, { cause: error });
+}
+
 /** The log line of each way a node's aftercare ends. */
 const AFTERCARE_LOG: Partial<Record<NodeEvent, string>> = {
   'reclaim-succeeded': 'node reclaimed',
@@ -38,6 +68,16 @@ const AFTERCARE_LOG: Partial<Record<NodeEvent, string>> = {
   'deprovision-succeeded': 'node deprovisioned',
   'deprovision-abandoned': 'node left for an operator after failed deprovisions',
 };
+
+/**
+ * cico's `node get` reads the unkeyed inventory right after allocating: without it the command
+ * fails and the session it opened is left to expire (docs/api.md, "cico").
+ */
+function warnPrivateInventory(log: FastifyBaseLogger, config: CinodeConfig): void {
+  if (!config.publicInventory) {
+    log.warn("public-inventory is false: cico's node get fails after allocating (it reads the unkeyed /Inventory), and the session it opened is left to expire");
+  }
+}
 
 export interface ServerOptions {
   configPath: string;
@@ -66,12 +106,34 @@ export interface RunningServer {
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const initial = loadConfig(options.configPath, options.env ?? process.env);
+  checkConfigFiles(initial, options.configPath);
+  const store = await openStore(initial.database).catch((error: unknown) => {
+    throw databaseError(initial.database, error);
+  });
+  /** What has been started so far, undone in reverse when the start fails past this point. */
+  const opened: Array<() => Promise<void> | void> = [() => store.close()];
+  try {
+    return await startOnStore(options, initial, store, opened);
+  } catch (error) {
+    for (const close of opened.reverse()) await Promise.resolve(close()).catch(() => undefined);
+    throw isDatabaseUnavailable(error) ? databaseError(initial.database, error) : error;
+  }
+}
+
+/**
+ * The rest of the start, on an open store; each thing it starts is pushed on `opened` so that a
+ * failure (a taken port, a database that refuses the sync) closes it again and the process ends.
+ */
+async function startOnStore(
+  options: ServerOptions,
+  initial: CinodeConfig,
+  store: Store,
+  opened: Array<() => Promise<void> | void>,
+): Promise<RunningServer> {
   const log = options.logger;
   const env = options.env ?? process.env;
   const clock = options.clock ?? Date.now;
-  const initial = loadConfig(options.configPath, env);
-  checkConfigFiles(initial, options.configPath);
-  const store = await openStore(initial.database);
   if (store.exclusive) {
     // Only this process uses the file: reclaims that a crash interrupted start over now. On
     // PostgreSQL other replicas hold live claims: a dead replica's claims are taken once they lapse.
@@ -132,6 +194,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // The interval is read once: a reload does not change it (like listen and database).
   const ticker = new Ticker(initial.reaperIntervalMs, [() => reaper.kick(), () => reclaim.kick(), () => fill.kick()]);
 
+  opened.push(
+    () => reaper.stop(),
+    () => Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS)]).then(() => undefined),
+  );
+
   const app = await buildApp({
     service,
     admin,
@@ -142,13 +209,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await store.read().sessions.nextExpiry();
     },
   });
+  opened.push(() => app.close());
   const listen = options.listen ?? initial.listen;
   await app.listen({ host: listen.host, port: listen.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : listen.port;
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
   const url = `http://${host}:${port}`;
-  log.info({ url, database: initial.database.replace(/\/\/[^@/]*@/, '//***@') }, `cinode listening on ${url}`);
+  log.info({ url, database: databaseLabel(initial.database) }, `cinode listening on ${url}`);
+  warnPrivateInventory(log, initial);
 
   ticker.start();
 
@@ -174,6 +243,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return;
     }
     log.info({ projects: current.config.projects.length, pools: current.config.pools.length }, 'configuration reloaded');
+    warnPrivateInventory(log, current.config);
     reclaim.kick();
     fill.kick();
   }

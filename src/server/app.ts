@@ -4,7 +4,7 @@
  */
 import { parse as parseQueryString } from 'node:querystring';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { DONE_BODY, INVALID_KEY_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/messages.js';
+import { CICO_USER_AGENT, DONE_BODY, INVALID_KEY_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/messages.js';
 import { badRequest, CinodeError } from '../core/errors.js';
 import type { Project } from '../core/model.js';
 import type { AdminService } from '../core/admin.js';
@@ -64,7 +64,19 @@ function sendError(reply: FastifyReply, error: CinodeError): FastifyReply {
   reply.code(STATUS[error.kind]);
   // cico retries a capacity shortfall only when the body is not JSON: keep the legacy plain text.
   if (error.kind === 'capacity') return reply.type('text/plain; charset=utf-8').send(error.message);
-  return reply.send({ msg: error.message });
+  return sendMessage(reply, error.message);
+}
+
+/**
+ * An error's `{"msg": ...}` body; to cico's `/Node/get`, the message as a JSON string instead:
+ * cico 0.4.7 prints only a key name (`'hosts'`) for an object, but raises a string whole
+ * (docs/api.md, "cico").
+ */
+function sendMessage(reply: FastifyReply, msg: string): FastifyReply {
+  const { request } = reply;
+  const cico = request.routeOptions.url === '/Node/get' && (request.headers['user-agent'] ?? '').startsWith(CICO_USER_AGENT);
+  if (cico) return reply.type('application/json; charset=utf-8').send(JSON.stringify(msg));
+  return reply.send({ msg });
 }
 
 type Handler = (request: FastifyRequest, params: Params, project: Project) => Promise<unknown>;
@@ -86,10 +98,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const status = error.statusCode ?? 500;
     if (status < 500) {
       // Fastify's own 4xx (bad JSON body, body too large, unsupported content type).
-      return reply.code(status).send({ msg: `${error.message}; send parameters in the query string, a form or a JSON object body` });
+      return sendMessage(reply.code(status), `${error.message}; send parameters in the query string, a form or a JSON object body`);
     }
     request.log.error({ err: error }, 'unexpected error');
-    return reply.code(500).send({ msg: `Internal error (request id ${request.id}); the operator can find it in the server log` });
+    return sendMessage(reply.code(500), `Internal error (request id ${request.id}); the operator can find it in the server log`);
   });
 
   app.setNotFoundHandler((request, reply) => {

@@ -129,7 +129,7 @@ export function readSessionRef(params: Params, required: boolean): string | unde
 export function readAlias(params: Params): string | undefined {
   const value = nonEmpty(params, 'alias', ALIAS_HELP);
   if (value !== undefined && !ALIAS_PATTERN.test(value)) {
-    const hint = value.includes(' ') ? " (a '+' in a query reads as a space, so '+' is not accepted)" : '';
+    const hint = value.includes(' ') ? ": a space is not allowed (a '+' in a query string reads as a space)" : '';
     throw badRequest(`alias: ${shown(value)} is not valid${hint}; accepted: ${ALIAS_HELP}`);
   }
   return value;
