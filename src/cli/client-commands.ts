@@ -15,6 +15,7 @@ import {
   type RetryInfo,
 } from '../client/index.js';
 import { EXIT, exitCodeFor, exitCodeHelp } from './exit-codes.js';
+import { VERSION } from './version.js';
 import { keyedInventoryTable, publicInventoryTable, sessionBlock, sessionTable } from './format.js';
 
 /** What the commands need of the client (CinodeClient, or a fake in tests). */
@@ -96,6 +97,7 @@ function lines(items: readonly string[]): string {
 export function createProgram(deps: CliDeps): Command {
   const program = new Command('cinode')
     .description('Lends test machines to CI jobs: the cinode backend and its client commands')
+    .version(VERSION, '-V, --version', 'print the version of cinode')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({
