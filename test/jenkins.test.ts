@@ -7,7 +7,7 @@
  * and the built client (`npm run build`).
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -68,7 +68,10 @@ async function controlFor(server: TestServer): Promise<{ url: string; close: () 
 }
 
 /** Runs scenarios/NAME.groovy under groovy; resolves to its report. */
-async function scenario(name: string, options: { server?: TestServer; buildTag?: string; control?: string } = {}): Promise<Report & { alias: string }> {
+async function scenario(
+  name: string,
+  options: { server?: TestServer; buildTag?: string; control?: string; env?: Record<string, string | undefined> } = {},
+): Promise<Report & { alias: string; workspace: string }> {
   const server = options.server ?? shared;
   const workspace = mkdtempSync(join(tmpdir(), 'cinode-jenkins-'));
   workspaces.push(workspace);
@@ -86,6 +89,7 @@ async function scenario(name: string, options: { server?: TestServer; buildTag?:
     CINODE_TEST_WORKSPACE: workspace,
     CINODE_TEST_CREDENTIALS: `cinode-key=${KEY}`,
     CINODE_TEST_CONTROL: options.control,
+    ...options.env,
   };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   const reportPath = join(workspace, 'report.json');
@@ -100,7 +104,7 @@ async function scenario(name: string, options: { server?: TestServer; buildTag?:
   });
   const report = JSON.parse(readFileSync(reportPath, 'utf8')) as Report;
   expectKeyNeverShown(report);
-  return { ...report, alias: buildTag };
+  return { ...report, alias: buildTag, workspace };
 }
 
 /** The key is in no script and in no line of the log; every cinode call is the one constant script. */
@@ -228,8 +232,10 @@ describeGroovy('the Jenkins library', () => {
   });
 
   test('Declarative: cinodeSession.open, cinodeNodes twice, extend and done (twice: fine) on one session named by BUILD_TAG', async () => {
-    const report = await scenario('declarative');
+    // Without WORKSPACE_TMP (older Jenkins): the client file goes to .cinode/ in the workspace.
+    const report = await scenario('declarative', { env: { WORKSPACE_TMP: undefined } });
     expect(report.error).toBeNull();
+    expect(readdirSync(join(report.workspace, '.cinode'))).toEqual([expect.stringMatching(/^cinode-\d+-\d+\.mjs$/)]);
     expect(report.result).toBe('declared');
     const hosts = report.body!.hosts!;
     expect(hosts).toHaveLength(3);
@@ -250,6 +256,13 @@ describeGroovy('the Jenkins library', () => {
     } finally {
       removeDir(own.dir);
     }
+  });
+
+  test('no node on the agent: the build fails saying so, nothing opened', async () => {
+    const report = await scenario('body-fails', { env: { CINODE_NODE: '/nonexistent/node' } });
+    expect(report.body).toBeUndefined();
+    expect(report.error?.message).toMatch(/^withCinodeSession: cinode session open failed with exit code 127 \(no `node` command on this agent/);
+    expect(await session(report.alias)).toBe('none');
   });
 
   test('heartbeat: refused with a clear error (the server has no heartbeats yet), nothing opened', async () => {
