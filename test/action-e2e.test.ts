@@ -50,14 +50,15 @@ describe('dist/', () => {
     try {
       // The build script's ncc commands, each writing to a temporary folder instead of dist/.
       const commands = [...script.matchAll(/ncc build (\S+) -o dist\/(\w+)([^&]*)/g)];
-      expect(commands.map((m) => m[2])).toEqual(['pre', 'main', 'post']);
+      // The action's three stages, and the single-file client (test/cli-bundle.test.ts runs it).
+      expect(commands.map((m) => m[2])).toEqual(['pre', 'main', 'post', 'cli']);
       const ncc = join(REPO_ROOT, 'node_modules', '@vercel', 'ncc', 'dist', 'ncc', 'cli.js');
       await Promise.all(
         commands.map(([, entry, stage, flags]) =>
           run(process.execPath, [ncc, 'build', entry!, '-o', join(out, stage!), ...flags!.trim().split(/\s+/)], { cwd: REPO_ROOT, maxBuffer: 1 << 24 }),
         ),
       );
-      for (const stage of ['pre', 'main', 'post']) {
+      for (const stage of ['pre', 'main', 'post', 'cli']) {
         const built = readdirSync(join(out, stage)).sort();
         expect(readdirSync(join(REPO_ROOT, 'dist', stage)).sort()).toEqual(built);
         for (const file of built) {

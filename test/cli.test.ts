@@ -4,6 +4,7 @@
  * `npm test` builds lib/ first; on its own: `npm run build:lib` before jest.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { freePort, requireBuiltLib, runCli, type CliRun } from './support/process.js';
 import { KEYS, removeDir, startTestServer, type TestServer } from './support/server.js';
 
@@ -205,6 +206,11 @@ describe('options', () => {
     expect(legacy.code).toBe(0);
     // The server logged the key= request with the key redacted.
     expect(server.logs.join('\n')).toContain('key=[REDACTED]');
+  });
+
+  test('--version and -V print the version of package.json', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) expect(await cinode([flag])).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
   });
 
   test('--help lists the commands and the exit-code table', async () => {

@@ -18,6 +18,7 @@ import {
 } from '../client/index.js';
 import { addCompletionCommand } from './completion.js';
 import { EXIT, exitCodeFor, exitCodeHelp } from './exit-codes.js';
+import { VERSION } from './version.js';
 import { keyedInventoryTable, publicInventoryTable, sessionBlock, sessionTable } from './format.js';
 
 /** What the commands need of the client (CinodeClient, or a fake in tests). */
@@ -102,6 +103,7 @@ function lines(items: readonly string[]): string {
 export function createProgram(deps: CliDeps): Command {
   const program = new Command('cinode')
     .description('Lends test machines to CI jobs: the cinode backend and its client commands')
+    .version(VERSION, '-V, --version', 'print the version of cinode')
     .exitOverride()
     // A subcommand's --help lists the global options it accepts too.
     .configureHelp({ showGlobalOptions: true })
