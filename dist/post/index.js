@@ -28679,6 +28679,12 @@ const CLIENT_ENV = {
     /** Every host of the session, space separated. */
     Hosts: 'CINODE_HOSTS',
 };
+/** What `cinode serve` and `cinode config check` read: the configuration file, when no --config names it. */
+const SERVER_ENV = {
+    Config: 'CINODE_CONFIG',
+};
+/** Where `cinode serve` looks for its configuration after --config and CINODE_CONFIG. */
+const DEFAULT_CONFIG_PATH = '/etc/cinode/cinode.yaml';
 /** What an operator's command is given: the node (reclaim, deprovision) or the pool and count (provision). */
 const COMMAND_ENV = {
     Hostname: 'CINODE_HOSTNAME',
@@ -28774,7 +28780,7 @@ const DURATION_PATTERN = /^(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1
 const UNIT_MS = [86_400_000, 3_600_000, 60_000, 1_000];
 const DURATION_HELP = 'a duration such as 30s, 90m, 6h, 2d or 1h30m (units d, h, m, s, each at most once, in that order)';
 /** Parses a duration into milliseconds; undefined when the text is not a positive duration. */
-function parseDuration(text) {
+function duration_parseDuration(text) {
     const match = DURATION_PATTERN.exec(text);
     if (!match || text === '')
         return undefined;
@@ -28788,10 +28794,10 @@ function parseDuration(text) {
 }
 /** Parses a duration or the word `never`. */
 function parseLifetime(text) {
-    return text === NEVER ? NEVER : parseDuration(text);
+    return text === NEVER ? NEVER : duration_parseDuration(text);
 }
 /** Writes milliseconds back as the shortest duration text (`5400000` -> `1h30m`). */
-function formatDuration(ms) {
+function duration_formatDuration(ms) {
     const labels = ['d', 'h', 'm', 's'];
     let rest = Math.round(ms / 1000) * 1000;
     let text = '';
@@ -28881,7 +28887,7 @@ function readConnection(core) {
     const timeoutText = core.getInput(constants_Inputs.Timeout);
     let timeoutMs = constants_Defaults.TimeoutMs;
     if (timeoutText !== '') {
-        const parsed = parseDuration(timeoutText);
+        const parsed = duration_parseDuration(timeoutText);
         if (parsed === undefined) {
             throw new InputError(constants_Inputs.Timeout, `"${timeoutText}" is not a duration: use e.g. 90s, 5m or 1h30m (units d, h, m, s)`);
         }
@@ -28915,7 +28921,62 @@ function readMainInputs(core) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/client/notes.ts
+/**
+ * What the CLI and the action add to an answer so that nothing surprises the caller: a lifetime
+ * the project's maximum shortened, an extend that kept a later expiry (docs/api.md,
+ * `/Session/get` and `/Session/extend`), and what to check after a refused key or session.
+ */
+
+/**
+ * The client's clock and the server's may differ a little, and the request takes time: an expiry
+ * within this much of what was asked for is what was asked for.
+ */
+const CLOCK_SLACK_MS = 60_000;
+/**
+ * Says when a session's expiry is not `requested` from `now`: shorter (the project's maximum
+ * capped it), or, for an extend, later (an extend never shortens a session). Undefined when the
+ * expiry is what was asked for, or when nothing (or `never`) was asked for.
+ */
+function lifetimeNote(requested, expiresAt, now, call) {
+    if (requested === undefined || expiresAt === null)
+        return undefined;
+    const wantedMs = parseDuration(requested);
+    if (wantedMs === undefined)
+        return undefined;
+    const grantedMs = Date.parse(expiresAt) - now;
+    if (grantedMs < wantedMs - CLOCK_SLACK_MS) {
+        return `lifetime ${requested} was capped by the project's maximum: the session expires at ${expiresAt} (in about ${formatDuration(Math.max(0, grantedMs))})`;
+    }
+    if (call === 'extend' && grantedMs > wantedMs + CLOCK_SLACK_MS) {
+        return `the session already expires later than ${requested} from now, and an extend never shortens: it still expires at ${expiresAt}`;
+    }
+    return undefined;
+}
+const KEY_SOURCE = {
+    cli: 'the key in CINODE_KEY (or --key)',
+    action: "the action's key input (e.g. secrets.CINODE_KEY: is the secret set for this repository, and not empty?)",
+};
+/**
+ * What to check after a refusal whose wire text is the legacy one (`Invalid duffy key`,
+ * `Invalid session ID`): those texts stay as they are on the wire, so the hint is added here.
+ */
+function refusalHint(kind, source) {
+    switch (kind) {
+        case 'invalid-key':
+            return `check ${KEY_SOURCE[source]}: the server knows no project with that key`;
+        case 'invalid-session':
+            return "check the ssid or alias spelling; a session of another project (another key) looks unknown too";
+        default:
+            return undefined;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/action/stage.ts
+/**
+ * What the three stages share: connecting the client with logged retries, and describing errors.
+ */
+
 function seconds(ms) {
     return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
 }
@@ -28944,8 +29005,11 @@ function errorKind(error) {
     }
     return undefined;
 }
+/** The error's message, with what to check when the server refused the key or the session. */
 function describeError(error) {
-    return error instanceof Error ? error.message : String(error);
+    const message = error instanceof Error ? error.message : String(error);
+    const hint = refusalHint(errorKind(error), 'action');
+    return hint === undefined ? message : `${message} (${hint})`;
 }
 function elapsed(deps, since) {
     return seconds(Math.max(0, deps.clock() - since));
@@ -31986,6 +32050,8 @@ const FAILED_NODE_LIMIT_MESSAGE = 'Exceeded maximum allowed fail nodes limit, pl
 const DONE_MESSAGE = 'Done';
 /** DONE_MESSAGE as the body goes over the wire: a JSON string, quotes included. */
 const DONE_BODY = JSON.stringify(DONE_MESSAGE);
+/** The User-Agent python-cicoclient (`cico`) sends: its `/Node/get` errors get a JSON string body (docs/api.md, "cico"). */
+const CICO_USER_AGENT = 'python-cicoclient-wrapper';
 
 ;// CONCATENATED MODULE: ./src/client/errors.ts
 /**
@@ -32006,13 +32072,32 @@ class CinodeApiError extends Error {
     call;
     /** How many requests were sent before giving up (set by the retry loop). */
     attempts;
+    /** A `transport` failure that waiting cannot heal: never retried. */
+    permanent;
     constructor(kind, message, options = {}) {
         super(message, options.cause === undefined ? undefined : { cause: options.cause });
         this.kind = kind;
         this.status = options.status;
         this.retryAfterMs = options.retryAfterMs;
         this.call = options.call;
+        this.permanent = options.permanent === true;
     }
+}
+/** Node's codes of TLS failures: the client and the server do not speak the same protocol, or the certificate is refused. */
+const TLS_CODE = /^(EPROTO|ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/;
+/**
+ * What to check when a request got no answer for a reason that retrying cannot heal; undefined
+ * for a failure that may pass (a refused connection, a reset, a timeout, a DNS server that did
+ * not answer: EAI_AGAIN).
+ */
+function unreachableHint(error) {
+    const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : '';
+    if (code === 'ENOTFOUND')
+        return 'the host name does not resolve: check the host in the URL';
+    if (TLS_CODE.test(code)) {
+        return `TLS failed (${code}): check the URL's scheme (an https:// URL to a server that speaks plain http fails this way) and the server's certificate`;
+    }
+    return undefined;
 }
 /**
  * The call was cancelled through its AbortSignal (e.g. the runner's SIGINT while waiting for
@@ -32175,8 +32260,9 @@ function abortError(signal, what = 'the call') {
 }
 /**
  * Whether a failure is worth another try: any answered 5xx, 429 or capacity; an unanswered
- * request (`transport`) only when the call is idempotent; never any other 4xx or a 2xx whose body
- * made no sense.
+ * request (`transport`) only when the call is idempotent and the failure may heal (a refused
+ * connection may: the server restarts; a name that does not resolve or a TLS mismatch will not);
+ * never any other 4xx or a 2xx whose body made no sense.
  */
 function isRetryable(error, idempotent) {
     switch (error.kind) {
@@ -32186,7 +32272,7 @@ function isRetryable(error, idempotent) {
         case 'server':
             return error.status !== undefined && error.status >= 500;
         case 'transport':
-            return idempotent;
+            return idempotent && !error.permanent;
         default:
             return false;
     }
@@ -32602,8 +32688,11 @@ class CinodeClient {
             if (outer?.aborted)
                 throw error instanceof CinodeAbortError ? error : abortError(outer, spec.path);
             // No `cause` on the error: the transport's own error may carry the URL with its key.
-            const cause = timedOut ? `no answer within ${timeoutMs} ms` : error instanceof Error ? error.message : String(error);
-            throw new CinodeApiError('transport', `no answer from ${this.scrub(url)}: ${this.scrub(cause)}`, { call: spec.path });
+            // One line: OpenSSL's messages end with a newline.
+            const cause = timedOut ? `no answer within ${timeoutMs} ms` : (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').trim();
+            const hint = timedOut ? undefined : unreachableHint(error);
+            const message = `no answer from ${this.scrub(url)}: ${this.scrub(cause)}${hint === undefined ? '' : ` (${hint}; not retried)`}`;
+            throw new CinodeApiError('transport', message, { call: spec.path, permanent: hint !== undefined });
         }
         finally {
             clearTimeout(timer);
