@@ -13,6 +13,7 @@ import type { NodeEvent } from '../core/lifecycle.js';
 import { AllocationService } from '../core/allocation.js';
 import { checkConfigFiles, ConfigError, loadConfig, type CinodeConfig } from '../config/config.js';
 import { buildApp } from '../server/app.js';
+import { Metrics } from '../server/metrics.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
@@ -37,6 +38,14 @@ const AFTERCARE_LOG: Partial<Record<NodeEvent, string>> = {
   'reclaim-failed': 'node quarantined',
   'deprovision-succeeded': 'node deprovisioned',
   'deprovision-abandoned': 'node left for an operator after failed deprovisions',
+};
+
+/** The `outcome` label of `cinode_reclaim_duration_seconds` for each way aftercare ends. */
+const AFTERCARE_OUTCOME: Partial<Record<NodeEvent, string>> = {
+  'reclaim-succeeded': 'reclaimed',
+  'reclaim-failed': 'failed',
+  'deprovision-succeeded': 'deprovisioned',
+  'deprovision-abandoned': 'abandoned',
 };
 
 export interface ServerOptions {
@@ -83,6 +92,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
+  // Read at scrape time (the admin service is made below, before any scrape can come).
+  const metrics = new Metrics(() => admin.counts());
   const reclaim = new ReclaimWorker({
     store,
     clock,
@@ -91,7 +102,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     owner,
     parallel: initial.reclaimParallel,
     onError,
-    onFinished: (node, outcome, reason) => log.info({ node: node.hostname, pool: node.pool, outcome, reason }, AFTERCARE_LOG[outcome] ?? outcome),
+    onFinished: (node, outcome, reason) => {
+      log.info({ node: node.hostname, pool: node.pool, outcome, reason }, AFTERCARE_LOG[outcome] ?? outcome);
+      // The claimed node's changed_at is when it was released into aftercare.
+      metrics.reclaimDuration.observe({ pool: node.pool, outcome: AFTERCARE_OUTCOME[outcome] ?? outcome }, Math.max(0, clock() - node.changedAt) / 1000);
+    },
   });
   const fill = new FillWorker({
     store,
@@ -119,6 +134,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onAllocated: () => {
       if (current.work.fill) fill.kick();
     },
+    onHandedOut: (nodes, requestedAt) => {
+      const seconds = Math.max(0, clock() - requestedAt) / 1000;
+      for (const pool of new Set(nodes.map((n) => n.pool))) metrics.timeToNode.observe({ pool }, seconds);
+    },
   });
   const admin = new AdminService({ store, catalog: () => current.catalog, clock, wakeReclaim: () => reclaim.kick() });
   const reaper = new Reaper({
@@ -138,6 +157,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger: log,
     publicInventory: () => current.config.publicInventory,
     databaseUnavailable: isDatabaseUnavailable,
+    metrics,
+    metricsKeyRequired: () => current.config.metricsKeyRequired,
+    clock,
     healthCheck: async () => {
       await store.read().sessions.nextExpiry();
     },
