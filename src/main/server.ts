@@ -65,6 +65,7 @@ export interface RunningServer {
   reaper: Reaper;
   reclaim: ReclaimWorker;
   fill: FillWorker;
+  metrics: Metrics;
   /**
    * Reads the configuration again and syncs projects and inventory. Never rejects: a bad file, a
    * sync the database refuses or a database that is down is logged with its reason, and the
@@ -208,6 +209,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     reaper,
     reclaim,
     fill,
+    metrics,
     reload() {
       reloading = reloading.then(reloadOnce).catch((error: unknown) => log.error({ err: error }, 'configuration reload failed'));
       return reloading;

@@ -69,7 +69,8 @@ export class Metrics {
   });
 
   constructor(counts: () => Promise<ScrapeCounts>) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'cinode_process_' });
+    // Unprefixed (process_*, nodejs_*), as the usual Node.js dashboards expect them.
+    collectDefaultMetrics({ register: this.registry });
     // One database read per scrape, shared by the two gauges it feeds.
     let pending: Promise<ScrapeCounts> | undefined;
     const read = () => (pending ??= counts().finally(() => setImmediate(() => (pending = undefined))));
