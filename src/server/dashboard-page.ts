@@ -31,10 +31,10 @@ export const DASHBOARD_HTML = `<!doctype html>
   <p id="error" role="alert" hidden></p>
   <div id="panels" hidden>
     <section aria-labelledby="h-nodes"><h2 id="h-nodes">Nodes by pool and state</h2><div class="scroll" id="nodes"></div></section>
-    <section aria-labelledby="h-sessions"><h2 id="h-sessions">Active sessions</h2><div class="scroll" id="sessions"></div></section>
     <section aria-labelledby="h-queue"><h2 id="h-queue">Waiting queue</h2><div id="queue"><p class="empty">The waiting queue is not available on this server yet: requests that find too few ready nodes are answered at once with 503.</p></div></section>
-    <section aria-labelledby="h-failed"><h2 id="h-failed">Quarantined nodes</h2><div class="scroll" id="failed"></div></section>
-    <section aria-labelledby="h-events"><h2 id="h-events">Latest events</h2><div class="scroll" id="events"></div></section>
+    <section class="wide" aria-labelledby="h-sessions"><h2 id="h-sessions">Active sessions</h2><div class="scroll" id="sessions"></div></section>
+    <section class="wide" aria-labelledby="h-failed"><h2 id="h-failed">Quarantined nodes</h2><div class="scroll" id="failed"></div></section>
+    <section class="wide" aria-labelledby="h-events"><h2 id="h-events">Latest events</h2><div class="scroll" id="events"></div></section>
   </div>
 </main>
 </body>
@@ -43,12 +43,13 @@ export const DASHBOARD_HTML = `<!doctype html>
 
 export const DASHBOARD_CSS = `:root { color-scheme: light dark; --line: #8884; --muted: #777; --bad: #c0392b; --accent: #2c6fbb; }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; font: 15px/1.4 system-ui, sans-serif; }
 header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 0 1rem; padding: .5rem 1rem; border-bottom: 1px solid var(--line); }
 h1 { margin: 0; font-size: 1.3rem; }
 h2 { font-size: 1.05rem; margin: 0 0 .4rem; }
 main { padding: 1rem; display: grid; gap: 1rem; max-width: 90rem; }
-#panels { display: grid; gap: 1rem; grid-template-columns: repeat(auto-fit, minmax(min(100%, 28rem), 1fr)); }
+#panels { display: grid; gap: 1rem; grid-template-columns: repeat(auto-fit, minmax(min(100%, 22rem), 1fr)); }
 section { border: 1px solid var(--line); border-radius: 6px; padding: .75rem; min-width: 0; }
 form { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
 input { flex: 1 1 16rem; padding: .4rem; font: inherit; }
@@ -61,13 +62,16 @@ button { padding: .4rem .8rem; font: inherit; cursor: pointer; }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.reason { min-width: 12rem; }
+td { white-space: nowrap; }
+td.reason { white-space: normal; min-width: 12rem; }
+section.wide { grid-column: 1 / -1; }
 `;
 
 export const DASHBOARD_JS = `'use strict';
 (function () {
   var KEY_STORAGE = 'cinode-admin-key';
-  var REFRESH_MS = 10000;
+  // ?refresh=N: every N seconds (at least 2), else every 10.
+  var REFRESH_MS = Math.max(2, Number(new URLSearchParams(location.search).get('refresh')) || 10) * 1000;
   var EVENTS_SHOWN = 25;
   var timer = null;
   var $ = function (id) { return document.getElementById(id); };
