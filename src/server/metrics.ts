@@ -53,7 +53,7 @@ export class Metrics {
     buckets: RECLAIM_BUCKETS,
     registers: [this.registry],
   });
-  /** The waiting queue (docs/api.md, "Waiting for capacity") is not built yet: no series until it is. */
+  /** The waiting queue (issue 10) is not built yet: no series until it is. */
   readonly queueWaiting = new Gauge({
     name: 'cinode_queue_waiting',
     help: 'Requests waiting for capacity, by project',

@@ -78,7 +78,7 @@ export class ReportStore implements ReportQueries {
       from session_nodes sn
       join sessions s on s.id = sn.session_id
       join projects p on p.id = s.project_id
-      join nodes n on n.id = sn.node_id
+      ${by === 'pool' ? sql`join nodes n on n.id = sn.node_id` : sql``}
       where (sn.released_at > ${from} or sn.released_at is null) and sn.added_at < ${to} and ${end} > ${from}
       group by ${sql.join(keys)}
       order by ${sql.join(keys)}`.execute(this.ctx.db);
