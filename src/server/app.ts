@@ -47,6 +47,7 @@ export interface AppOptions {
   metrics: Metrics;
   /** Whether `GET /metrics` needs an admin project's key. */
   metricsKeyRequired: () => boolean;
+  /** Milliseconds since the epoch: the end of `/Admin/usage`'s default range. */
   clock: () => number;
 }
 
