@@ -10,7 +10,9 @@
  *      /Node/done ssid=, and the no-op server under the same load;
  *   3. /Node/get latency with 100, 10,000 and 100,000 nodes in the inventory, and startup time;
  *   4. the time the reaper takes to end 10,000 expired sessions (without nodes; holding a node each);
- *   5. the peak memory (VmHWM) of the server in each scenario.
+ *   5. the peak memory (VmHWM) of the server in each scenario;
+ *   6. `/Admin/usage` over a year of history (a million node stays) and a `/metrics` scrape with
+ *      100,000 nodes (bench/usage.ts).
  * Prints a table, and writes bench/results/<date>-<engine>.json and bench/results/latest.json.
  */
 import { execFileSync } from 'node:child_process';
@@ -22,6 +24,7 @@ import SQLite from 'better-sqlite3';
 import { postgresDatabases, redact, sqliteDatabases, type Databases, type Engine } from './databases.js';
 import { closedLoop, HttpTarget, json, summary, tally, type Cycle, type LoadResult } from './load.js';
 import { BENCH_PROJECT, configYaml, REAP_PROJECTS, REPO_ROOT, ServerProcess, type Project } from './processes.js';
+import { usageScenario, type UsageResult } from './usage.js';
 
 // ---- sizes: together about two minutes on a small machine ----
 const CYCLE_WARMUP = 300;
@@ -127,6 +130,7 @@ interface EngineResult {
   nodeGet?: NodeGetRow[];
   reap?: ReapResult[];
   reapMethod?: string;
+  usage?: UsageResult;
   /** Peak resident memory of the server per scenario, MiB. */
   peakMemoryMiB?: Record<string, number>;
   errors: Record<string, string>;
@@ -340,7 +344,7 @@ async function noopLoad(ws: Workspace, concurrency: number): Promise<LoadResult>
   }
 }
 
-/** CINODE_BENCH_ONLY=cycle,throughput,inventory,reap runs just those scenarios (for working on one). */
+/** CINODE_BENCH_ONLY=cycle,throughput,inventory,reap,usage runs just those scenarios (for working on one). */
 const ONLY = process.env.CINODE_BENCH_ONLY?.split(',').map((s) => s.trim());
 
 async function scenario(result: EngineResult, name: string, work: () => Promise<void>, id: string): Promise<void> {
@@ -448,6 +452,11 @@ async function runEngine(ws: Workspace, db: Databases): Promise<EngineResult> {
     }, 'reap');
   }
 
+  await scenario(result, 'usage over a year of history, /metrics with 100,000 nodes', async () => {
+    result.usage = await usageScenario(db, async (label, database, nodes, projects) => (await ws.cinode(label, database, nodes, projects)).server);
+    peaks['usage and /metrics'] = result.usage.peakMiB;
+  }, 'usage');
+
   result.targets = targets(result);
   return result;
 }
@@ -485,6 +494,19 @@ function targets(r: EngineResult): Target[] {
       target: `${REAP_SESSIONS} expired sessions ${reaped.variant === 'nodes' ? 'holding a node each' : 'without nodes'} reaped in < 2 s`,
       measured: `${reaped.passMs} ms`,
       pass: reaped.passMs < 2000 && reaped.leftActive === 0,
+    });
+  }
+  const monthly = r.usage?.queries.find((q) => q.what === 'last 30 days by project');
+  if (r.usage && monthly) {
+    out.push({
+      target: `/Admin/usage of the last 30 days over ${r.usage.stays.toLocaleString('en')} stays <= 500 ms`,
+      measured: `${monthly.p50Ms} ms p50`,
+      pass: monthly.p50Ms <= 500,
+    });
+    out.push({
+      target: `/metrics scrape with ${r.usage.nodes.toLocaleString('en')} nodes <= 100 ms`,
+      measured: `${r.usage.scrape.p50Ms} ms p50`,
+      pass: r.usage.scrape.p50Ms <= 100,
     });
   }
   if (r.cycle) {
@@ -572,6 +594,11 @@ function report(r: EngineResult): string {
       ),
     );
     out.push(`  method: ${r.reapMethod}`);
+  }
+  if (r.usage) {
+    const u = r.usage;
+    out.push(`\n6. Operations on ${u.stays.toLocaleString('en')} node stays (${u.sessions.toLocaleString('en')} sessions over a year, written in ${u.seedMs} ms) and ${u.nodes.toLocaleString('en')} nodes`);
+    out.push(table(['call', 'rows', 'p50 ms', 'max ms'], [...u.queries, u.scrape].map((q) => [q.what, q.rows, q.p50Ms, q.maxMs])));
   }
   if (r.peakMemoryMiB && Object.keys(r.peakMemoryMiB).length > 0) {
     out.push('\n5. Peak memory of the server (VmHWM, reset at the start of each scenario)');

@@ -90,3 +90,28 @@ export interface EventView {
   /** A command's stderr that goes with the event. */
   detail: string | null;
 }
+
+/** A row of `/Admin/usage`: node time within the range, per project, project and alias, or pool. */
+export interface UsageView {
+  /** Left out when grouped by pool. */
+  project?: string;
+  /** Grouped by alias only: the alias, or its first `depth` parts; null for sessions without one. */
+  alias?: string | null;
+  /** Grouped by pool only. */
+  pool?: string;
+  sessions: number;
+  /** Distinct nodes. */
+  nodes: number;
+  /** Not rounded. */
+  node_hours: number;
+}
+
+/** An active session of any project, as `/Admin/sessions` shows it to an operator. */
+export interface AdminSessionView {
+  project: string;
+  ssid: string;
+  alias: string | null;
+  created_at: string;
+  expires_at: string | null;
+  hosts: string[];
+}

@@ -8,10 +8,10 @@ import { AdminClient, type AdminNodeView, type NodeAction } from '../client/admi
 import type { CinodeClientOptions } from '../client/index.js';
 import { NODE_STATES } from '../api/states.js';
 import { actionsFor, UsageError, type CliDeps } from './client-commands.js';
-import { eventTable, nodeLine, nodeTable } from './format.js';
+import { eventTable, nodeLine, nodeTable, usageCsv, usageTable } from './format.js';
 
 /** What the commands need of the admin client (AdminClient, or a fake in tests). */
-export type AdminApi = Pick<AdminClient, 'nodes' | 'events' | 'act'>;
+export type AdminApi = Pick<AdminClient, 'nodes' | 'events' | 'act' | 'usage'>;
 
 const ACTIONS: ReadonlyArray<[NodeAction, string]> = [
   ['release', 'return a failed or held node to service: it is reclaimed, then ready'],
@@ -74,12 +74,34 @@ export function addAdminCommands(
         return { json: events, human: eventTable(events) };
       }),
     );
+
+  admin
+    .command('usage')
+    .description('node-hours within a range (default: the last 30 days), each node stay clipped to it: by project, alias or pool')
+    .option('--from <time>', 'start of the range: an ISO 8601 date or time, e.g. 2026-01-01 or 2026-01-01T08:00:00Z (UTC unless an offset is given)')
+    .option('--to <time>', 'end of the range (default: now)')
+    .addOption(new Option('--by <grouping>', 'one row per project, per project and alias, or per pool').choices(['project', 'alias', 'pool']).default('project'))
+    .option('--depth <n>', 'with --by alias: group aliases by their first N /-separated parts (2: org/repo of org/repo/run/attempt/job)')
+    .option('--csv', 'print CSV (a header line, then one line a row) instead of a table')
+    .action(
+      action(async (client, command) => {
+        const opts = command.opts<{ from?: string; to?: string; by: 'project' | 'alias' | 'pool'; depth?: string; csv?: boolean }>();
+        const depth = opts.depth === undefined ? undefined : parseWhole('--depth', opts.depth, 'how many parts of the alias, e.g. --depth 2');
+        const rows = await client.usage({ from: opts.from, to: opts.to, by: opts.by, depth });
+        return { json: rows, human: opts.csv ? usageCsv(rows, opts.by) : usageTable(rows, opts.by) };
+      }),
+    );
+}
+
+/** A whole number, or a usage error naming the option; the server checks the range. */
+function parseWhole(option: string, text: string, example: string): number {
+  if (!/^\d{1,9}$/.test(text)) throw new UsageError(`${option}: ${JSON.stringify(text)} is not a whole number; give ${example}`);
+  return Number(text);
 }
 
 /** A whole number, or a usage error; the server checks the range (and says what it accepts). */
 function parseLimit(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  if (!/^\d{1,9}$/.test(text)) throw new UsageError(`--limit: ${JSON.stringify(text)} is not a whole number; give how many events, e.g. --limit 20`);
-  return Number(text);
+  return parseWhole('--limit', text, 'how many events, e.g. --limit 20');
 }
 

@@ -2,7 +2,7 @@
  * Human output of the client commands: aligned tables and key/value blocks. `--json` bypasses
  * all of this and prints the client's result as it is.
  */
-import type { AdminNodeView, EventView } from '../client/admin.js';
+import type { AdminNodeView, EventView, UsageView } from '../client/admin.js';
 import type { PublicInventoryRow, KeyedInventoryRow, SessionView } from '../client/index.js';
 
 const NONE = '-';
@@ -98,4 +98,34 @@ export function eventTable(events: readonly EventView[]): string {
       e.reason,
     ]),
   );
+}
+
+type UsageGrouping = 'project' | 'alias' | 'pool';
+
+/** The columns of `admin usage` by grouping: names, then the figures. */
+function usageColumns(by: UsageGrouping): Array<keyof UsageView> {
+  const names: Array<keyof UsageView> = by === 'pool' ? ['pool'] : by === 'alias' ? ['project', 'alias'] : ['project'];
+  return [...names, 'sessions', 'nodes', 'node_hours'];
+}
+
+/** `admin usage`: node-hours to two decimals (--json and --csv keep them unrounded). */
+export function usageTable(rows: readonly UsageView[], by: UsageGrouping): string {
+  if (rows.length === 0) return '(no node use in the range)\n';
+  const columns = usageColumns(by);
+  return table(
+    columns.map((c) => c.toUpperCase()),
+    rows.map((row) => columns.map((c) => (c === 'node_hours' ? row.node_hours.toFixed(2) : row[c]))),
+  );
+}
+
+/** A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180). */
+function csvField(value: string | number | null | undefined): string {
+  const text = value === null || value === undefined ? '' : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** `admin usage --csv`: a header line, then one line a row, node-hours unrounded. */
+export function usageCsv(rows: readonly UsageView[], by: UsageGrouping): string {
+  const columns = usageColumns(by);
+  return [columns.join(','), ...rows.map((row) => columns.map((c) => csvField(row[c])).join(','))].join('\n') + '\n';
 }

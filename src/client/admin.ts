@@ -3,15 +3,16 @@
  * retries and timeouts as every other call. Kept out of client.ts and index.ts on purpose: the
  * GitHub Action bundles those and needs none of this; the `cinode admin` commands import this file.
  */
-import type { AdminNodeView, EventView } from '../api/types.js';
+import type { AdminNodeView, EventView, UsageView } from '../api/types.js';
 import { CinodeClient, type CallSpec } from './client.js';
 import { CinodeApiError } from './errors.js';
 
-export type { AdminNodeView, EventView };
+export type { AdminNodeView, EventView, UsageView };
 
 const ADMIN_CALL = {
   nodes: '/Admin/nodes',
   events: '/Admin/events',
+  usage: '/Admin/usage',
   release: '/Admin/node/release',
   disable: '/Admin/node/disable',
   enable: '/Admin/node/enable',
@@ -27,6 +28,15 @@ export interface EventFilter {
   session?: string;
   /** How many of the latest events (the server's default when left out). */
   limit?: number;
+}
+
+export interface UsageFilter {
+  /** ISO 8601 dates or times; the server's default range is the last 30 days. */
+  from?: string;
+  to?: string;
+  by?: 'project' | 'alias' | 'pool';
+  /** With `by: 'alias'`: group aliases by their first `depth` `/`-separated parts. */
+  depth?: number;
 }
 
 // ---- shape checks ------------------------------------------------------------------------------
@@ -78,6 +88,13 @@ const asNodes = (body: unknown): AdminNodeView[] | undefined =>
 const asEvents = (body: unknown): EventView[] | undefined =>
   Array.isArray(body) && body.every((event) => hasFields(event, EVENT_FIELDS)) ? (body as EventView[]) : undefined;
 
+const isUsageRow = (row: unknown): boolean =>
+  hasFields(row, { sessions: 'number', nodes: 'number', node_hours: 'number' }) &&
+  ['project', 'pool'].every((name) => !(name in (row as object)) || typeof (row as Record<string, unknown>)[name] === 'string') &&
+  (!('alias' in (row as object)) || hasFields(row, { alias: 'string?' }));
+
+const asUsage = (body: unknown): UsageView[] | undefined => (Array.isArray(body) && body.every(isUsageRow) ? (body as UsageView[]) : undefined);
+
 const NODE_SHAPE = `{${Object.keys(NODE_FIELDS).map((name) => `"${name}"`).join(', ')}}`;
 const EVENT_SHAPE = `{${Object.keys(EVENT_FIELDS).map((name) => `"${name}"`).join(', ')}}`;
 
@@ -103,6 +120,18 @@ export class AdminClient extends CinodeClient {
       idempotent: true,
       parse: asEvents,
       expected: `[${EVENT_SHAPE}, ...]`,
+    });
+  }
+
+  /** `/Admin/usage`: node-hours within a range, by project, project and alias, or pool. */
+  usage(filter: UsageFilter = {}): Promise<UsageView[]> {
+    const { from, to, by, depth } = filter;
+    return this.admin({
+      path: ADMIN_CALL.usage,
+      query: { from, to, by, depth },
+      idempotent: true,
+      parse: asUsage,
+      expected: '[{"project"|"pool", "alias"?, "sessions", "nodes", "node_hours"}, ...]',
     });
   }
 

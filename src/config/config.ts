@@ -34,6 +34,8 @@ export interface CinodeConfig {
   eventRetentionMs: Lifetime;
   publicInventory: boolean;
   reclaimParallel: number;
+  /** Whether `GET /metrics` needs an admin project's key. */
+  metricsKeyRequired: boolean;
   /** How nodes are reached to put projects' SSH keys on them; null: nodes are handed over untouched. */
   contextualize: SshSettings | null;
   defaults: { ver: string; arch: string; defaultFlavor: Record<string, string> };
@@ -368,6 +370,7 @@ export function parseConfig(text: string, sourceName: string, env: Record<string
     eventRetentionMs: top['event-retention'],
     publicInventory: top['public-inventory'],
     reclaimParallel: top['reclaim-parallel'],
+    metricsKeyRequired: top.metrics['key-required'],
     contextualize: contextualize
       ? {
           user: contextualize.user,

@@ -258,6 +258,8 @@ export const topSchema = strictObject({
   'event-retention': lifetime.default('90d'),
   'public-inventory': boolean.default(true),
   'reclaim-parallel': wholeNumber(1, 256).default(4),
+  /** `GET /metrics`: open to any scraper unless `key-required` (then an admin project's key). */
+  metrics: strictObject({ 'key-required': boolean.default(false) }).default({}),
   contextualize: z.unknown(),
   defaults: z.unknown(),
   projects: z.array(z.unknown()),

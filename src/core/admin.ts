@@ -4,13 +4,13 @@
  * a quarantined or held node, `enable` a disabled one). A node returning to service goes through
  * reclaim first, as after any use: nobody knows what happened to it while it was out.
  */
-import type { AdminNodeView, EventView } from '../api/types.js';
+import type { AdminNodeView, AdminSessionView, EventView, UsageView } from '../api/types.js';
 import type { Catalog } from './catalog.js';
 import { CinodeError } from './errors.js';
 import type { NodeEvent } from './lifecycle.js';
 import type { NodeState } from '../api/states.js';
 import type { Node, Project } from './model.js';
-import type { HistoryEvent, Storage } from './storage.js';
+import type { HistoryEvent, Storage, UsageGrouping, UsageRow } from './storage.js';
 
 export interface AdminDeps {
   store: Storage;
@@ -52,6 +52,23 @@ function nodeView(node: Node & { ssid: string | null }): AdminNodeView {
   };
 }
 
+const MS_PER_HOUR = 3_600_000;
+
+function usageView(row: UsageRow, by: UsageGrouping): UsageView {
+  const counts = { sessions: row.sessions, nodes: row.nodes, node_hours: row.nodeMs / MS_PER_HOUR };
+  if (by === 'pool') return { pool: row.pool!, ...counts };
+  if (by === 'alias') return { project: row.project!, alias: row.alias, ...counts };
+  return { project: row.project!, ...counts };
+}
+
+/** What `/Admin/usage` was asked: a range in milliseconds and a grouping. */
+export interface UsageRequest {
+  from: number;
+  to: number;
+  by: UsageGrouping;
+  depth?: number;
+}
+
 function eventView(event: HistoryEvent): EventView {
   const { id: _id, at, ...rest } = event;
   return { at: iso(at), ...rest };
@@ -79,6 +96,34 @@ export class AdminService {
       return (await tx.events.list({ hostname: filter.hostname }, limit)).map(eventView);
     }
     return (await tx.events.list({ session: filter.session }, limit)).map(eventView);
+  }
+
+  /** Node-hours within a range (docs/api.md, "Usage"), from the sessions' node stays. */
+  async usage(request: UsageRequest): Promise<UsageView[]> {
+    const rows = await this.deps.store.read().reports.usage({ ...request, now: this.deps.clock() });
+    return rows.map((row) => usageView(row, request.by));
+  }
+
+  /** Every project's active sessions, newest first, with their hosts. */
+  async sessions(): Promise<AdminSessionView[]> {
+    const tx = this.deps.store.read();
+    const sessions = await tx.reports.allActiveSessions();
+    const nodes = await tx.nodes.ofSessions(sessions.map((s) => s.id));
+    return sessions.map((s) => ({
+      project: s.project,
+      ssid: s.ssid,
+      alias: s.alias,
+      created_at: iso(s.createdAt),
+      expires_at: s.expiresAt === null ? null : iso(s.expiresAt),
+      hosts: (nodes.get(s.id) ?? []).map((n) => n.hostname),
+    }));
+  }
+
+  /** Nodes in service by pool and state, and active sessions by project: what the metrics report. */
+  async counts(): Promise<{ nodes: Array<{ pool: string; state: NodeState; count: number }>; sessions: Array<{ project: string; count: number }> }> {
+    const tx = this.deps.store.read();
+    const [nodes, sessions] = await Promise.all([tx.reports.nodeCounts(), tx.reports.activeSessionCounts()]);
+    return { nodes, sessions };
   }
 
   release(hostname: string, operator: Project): Promise<AdminNodeView> {

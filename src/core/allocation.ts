@@ -28,6 +28,11 @@ export interface ServiceDeps {
   onDemand?: (pools: readonly Pool[], missing: number) => void;
   /** Called after nodes were handed out, so command pools refill their warm pool. */
   onAllocated?: () => void;
+  /**
+   * Told of the nodes a `/Node/get` handed out and when the call began (by `clock`), for the
+   * time-to-node metric; waiting for capacity falls between the two.
+   */
+  onHandedOut?: (nodes: readonly Node[], requestedAt: number) => void;
 }
 
 
@@ -91,6 +96,7 @@ export class AllocationService {
 
   /** `/Node/get`: a new session with `count` nodes, or `count` more nodes in a live session. */
   async getNodes(project: Project, request: NodeGetRequest): Promise<{ hosts: string[]; ssid: string }> {
+    const requestedAt = this.deps.clock();
     const catalog = this.deps.catalog();
     const ver = request.ver ?? catalog.defaults.ver;
     const arch = request.arch ?? catalog.defaults.arch;
@@ -150,6 +156,7 @@ export class AllocationService {
     });
     this.deps.onAllocated?.();
     const nodes = contextualizer ? await this.contextualize(project, contextualizer, allocation) : allocation.nodes;
+    this.deps.onHandedOut?.(nodes, requestedAt);
     return { hosts: nodes.map((n) => n.hostname), ssid: allocation.ssid };
   }
 

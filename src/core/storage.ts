@@ -160,6 +160,44 @@ export interface EventQueries {
   list(filter: { hostname?: string; session?: string }, limit: number): Promise<HistoryEvent[]>;
 }
 
+/** How usage is grouped: per project, per project and alias, or per pool over all projects. */
+export type UsageGrouping = 'project' | 'alias' | 'pool';
+
+export interface UsageQuery {
+  /** The range, in milliseconds: each node stay is clipped to it. */
+  from: number;
+  to: number;
+  by: UsageGrouping;
+  /** `by: 'alias'`: group aliases by their first `depth` `/`-separated parts (all of the alias when left out). */
+  depth?: number;
+  /** Where a stay that is still going ends for now. */
+  now: number;
+}
+
+/** One group of node stays: its project, alias (prefix) or pool as the grouping has them. */
+export interface UsageRow {
+  project: string | null;
+  alias: string | null;
+  pool: string | null;
+  sessions: number;
+  /** Distinct nodes. */
+  nodes: number;
+  /** The stays' time within the range, in milliseconds. */
+  nodeMs: number;
+}
+
+/** What operators' reports read: the state of things now, and node use over time. */
+export interface ReportQueries {
+  /** Nodes in service by pool and state (states without nodes left out). */
+  nodeCounts(): Promise<Array<{ pool: string; state: NodeState; count: number }>>;
+  /** Active sessions by project (projects without one left out). */
+  activeSessionCounts(): Promise<Array<{ project: string; count: number }>>;
+  /** Node time within a range from the sessions' node stays, grouped as asked. */
+  usage(query: UsageQuery): Promise<UsageRow[]>;
+  /** The active sessions of every project, newest first, with their project's name. */
+  allActiveSessions(): Promise<Array<Session & { project: string }>>;
+}
+
 /** Bringing the database in line with the configuration. */
 export interface CatalogQueries {
   /** Makes the projects match; returns name -> id. */
@@ -176,6 +214,7 @@ export interface StorageTx {
   provisions: ProvisionQueries;
   events: EventQueries;
   catalog: CatalogQueries;
+  reports: ReportQueries;
 }
 
 export interface Storage {

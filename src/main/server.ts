@@ -13,6 +13,7 @@ import type { NodeEvent } from '../core/lifecycle.js';
 import { AllocationService } from '../core/allocation.js';
 import { checkConfigFiles, ConfigError, loadConfig, type CinodeConfig } from '../config/config.js';
 import { buildApp } from '../server/app.js';
+import { Metrics } from '../server/metrics.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
@@ -79,6 +80,14 @@ function warnPrivateInventory(log: FastifyBaseLogger, config: CinodeConfig): voi
   }
 }
 
+/** The `outcome` label of `cinode_reclaim_duration_seconds` for each way aftercare ends. */
+const AFTERCARE_OUTCOME: Partial<Record<NodeEvent, string>> = {
+  'reclaim-succeeded': 'reclaimed',
+  'reclaim-failed': 'failed',
+  'deprovision-succeeded': 'deprovisioned',
+  'deprovision-abandoned': 'abandoned',
+};
+
 export interface ServerOptions {
   configPath: string;
   env?: Record<string, string | undefined>;
@@ -96,6 +105,7 @@ export interface RunningServer {
   reaper: Reaper;
   reclaim: ReclaimWorker;
   fill: FillWorker;
+  metrics: Metrics;
   /**
    * Reads the configuration again and syncs projects and inventory. Never rejects: a bad file, a
    * sync the database refuses or a database that is down is logged with its reason, and the
@@ -145,6 +155,8 @@ async function startOnStore(
   const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
+  // Read at scrape time (the admin service is made below, before any scrape can come).
+  const metrics = new Metrics(() => admin.counts());
   const reclaim = new ReclaimWorker({
     store,
     clock,
@@ -153,7 +165,11 @@ async function startOnStore(
     owner,
     parallel: initial.reclaimParallel,
     onError,
-    onFinished: (node, outcome, reason) => log.info({ node: node.hostname, pool: node.pool, outcome, reason }, AFTERCARE_LOG[outcome] ?? outcome),
+    onFinished: (node, outcome, reason) => {
+      log.info({ node: node.hostname, pool: node.pool, outcome, reason }, AFTERCARE_LOG[outcome] ?? outcome);
+      // The claimed node's changed_at is when it was released into aftercare.
+      metrics.reclaimDuration.observe({ pool: node.pool, outcome: AFTERCARE_OUTCOME[outcome] ?? outcome }, Math.max(0, clock() - node.changedAt) / 1000);
+    },
   });
   const fill = new FillWorker({
     store,
@@ -181,6 +197,10 @@ async function startOnStore(
     onAllocated: () => {
       if (current.work.fill) fill.kick();
     },
+    onHandedOut: (nodes, requestedAt) => {
+      const seconds = Math.max(0, clock() - requestedAt) / 1000;
+      for (const pool of new Set(nodes.map((n) => n.pool))) metrics.timeToNode.observe({ pool }, seconds);
+    },
   });
   const admin = new AdminService({ store, catalog: () => current.catalog, clock, wakeReclaim: () => reclaim.kick() });
   const reaper = new Reaper({
@@ -205,6 +225,9 @@ async function startOnStore(
     logger: log,
     publicInventory: () => current.config.publicInventory,
     databaseUnavailable: isDatabaseUnavailable,
+    metrics,
+    metricsKeyRequired: () => current.config.metricsKeyRequired,
+    clock,
     healthCheck: async () => {
       await store.read().sessions.nextExpiry();
     },
@@ -256,6 +279,7 @@ async function startOnStore(
     reaper,
     reclaim,
     fill,
+    metrics,
     reload() {
       reloading = reloading.then(reloadOnce).catch((error: unknown) => log.error({ err: error }, 'configuration reload failed'));
       return reloading;

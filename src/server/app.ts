@@ -9,7 +9,11 @@ import { badRequest, CinodeError } from '../core/errors.js';
 import type { Project } from '../core/model.js';
 import type { AdminService } from '../core/admin.js';
 import type { AllocationService } from '../core/allocation.js';
+import { registerDashboard } from './dashboard.js';
 import { createHttpStack } from './http.js';
+import type { Metrics } from './metrics.js';
+import { OPENAPI_DOCUMENT } from './openapi.js';
+import { readUsageRequest } from './usage-params.js';
 import {
   collectParams,
   hasCredentials,
@@ -39,6 +43,12 @@ export interface AppOptions {
   healthCheck: () => Promise<void>;
   /** Whether an error means the database cannot be reached or used right now (503, try again). */
   databaseUnavailable: (error: unknown) => boolean;
+  /** The server's metrics; `GET /metrics` serves them. */
+  metrics: Metrics;
+  /** Whether `GET /metrics` needs an admin project's key. */
+  metricsKeyRequired: () => boolean;
+  /** Milliseconds since the epoch: the end of `/Admin/usage`'s default range. */
+  clock: () => number;
 }
 
 
@@ -84,6 +94,7 @@ type Handler = (request: FastifyRequest, params: Params, project: Project) => Pr
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { service } = options;
   const app = createHttpStack(options.logger);
+  options.metrics.observeRequests(app);
 
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     done(null, parseQueryString(body as string));
@@ -183,6 +194,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (hostname !== undefined && session !== undefined) throw badRequest('hostname and session: give one of them, or neither for every event');
     return options.admin.events({ hostname, session }, readLimit(params));
   });
+  adminCall('/Admin/usage', async (_request, params) => options.admin.usage(readUsageRequest(params, options.clock())));
+  adminCall('/Admin/sessions', async () => options.admin.sessions());
   adminCall('/Admin/node/release', async (_request, params, project) => options.admin.release(readHostname(params), project));
   adminCall('/Admin/node/disable', async (_request, params, project) => options.admin.disable(readHostname(params), project));
   adminCall('/Admin/node/enable', async (_request, params, project) => options.admin.enable(readHostname(params), project));
@@ -208,6 +221,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return reply.send({ status: 'ok' });
   });
 
+  options.metrics.register(app, (request) => {
+    if (!options.metricsKeyRequired()) return;
+    const params = collectParams(request.query, undefined);
+    const project = service.authenticate(readKey(params, request.headers.authorization));
+    request.project = project.name;
+    options.admin.authorize(project);
+  });
+  registerDashboard(app);
+  app.get('/openapi.json', async (_request, reply) => reply.send(OPENAPI_DOCUMENT));
+
   return app;
 }
 
@@ -223,9 +246,14 @@ const ENDPOINTS = [
   '/Session/extend',
   '/Admin/nodes',
   '/Admin/events',
+  '/Admin/usage',
+  '/Admin/sessions',
   '/Admin/node/release',
   '/Admin/node/disable',
   '/Admin/node/enable',
   '/healthz',
+  '/metrics',
+  '/dashboard',
+  '/openapi.json',
 ];
 

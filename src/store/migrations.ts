@@ -131,12 +131,20 @@ const words: Migration = {
   },
 };
 
+/** Issue 12: usage reports read the node stays that overlap a range: those still going or released after its start. */
+const usage: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.createIndex('session_nodes_released').on('session_nodes').columns(['released_at', 'added_at']).execute();
+  },
+};
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     getMigrations: async () => ({
       '0001_initial': initial(dialect),
       '0002_machines': machines(dialect),
       '0003_words': words,
+      '0004_usage': usage,
     }),
   };
 }

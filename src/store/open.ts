@@ -7,6 +7,7 @@ import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { migrationProvider } from './migrations.js';
+import { aliasPrefix, SQLITE_ALIAS_PREFIX } from './reports.js';
 import type { Database } from './schema.js';
 import { Store } from './store.js';
 
@@ -44,6 +45,10 @@ async function openSqliteStore(path: string): Promise<Store> {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
+  // Usage by alias prefix splits aliases at '/', which SQLite's SQL cannot (reports.ts).
+  sqlite.function(SQLITE_ALIAS_PREFIX, { deterministic: true }, (alias: unknown, depth: unknown) =>
+    aliasPrefix(typeof alias === 'string' ? alias : null, Number(depth)),
+  );
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   try {
     await migrate(db, 'sqlite');

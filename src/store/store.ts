@@ -13,6 +13,7 @@ import type { Dialect } from './migrations.js';
 import { NodeStore } from './nodes.js';
 import { ProvisionStore } from './provisions.js';
 import { ReclaimStore } from './reclaims.js';
+import { ReportStore } from './reports.js';
 import type { Database } from './schema.js';
 import { SessionStore } from './sessions.js';
 
@@ -30,6 +31,7 @@ function queries(ctx: QueryContext): StorageTx {
     provisions: new ProvisionStore(ctx, history),
     events: history,
     catalog: new CatalogStore(ctx, history),
+    reports: new ReportStore(ctx),
   };
 }
 
