@@ -30222,6 +30222,28 @@ function eventTable(events) {
         e.reason,
     ]));
 }
+/** The columns of `admin usage` by grouping: names, then the figures. */
+function usageColumns(by) {
+    const names = by === 'pool' ? ['pool'] : by === 'alias' ? ['project', 'alias'] : ['project'];
+    return [...names, 'sessions', 'nodes', 'node_hours'];
+}
+/** `admin usage`: node-hours to two decimals (--json and --csv keep them unrounded). */
+function usageTable(rows, by) {
+    if (rows.length === 0)
+        return '(no node use in the range)\n';
+    const columns = usageColumns(by);
+    return table(columns.map((c) => c.toUpperCase()), rows.map((row) => columns.map((c) => (c === 'node_hours' ? row.node_hours.toFixed(2) : row[c]))));
+}
+/** A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180). */
+function csvField(value) {
+    const text = value === null || value === undefined ? '' : String(value);
+    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+/** `admin usage --csv`: a header line, then one line a row, node-hours unrounded. */
+function usageCsv(rows, by) {
+    const columns = usageColumns(by);
+    return [columns.join(','), ...rows.map((row) => columns.map((c) => csvField(row[c])).join(','))].join('\n') + '\n';
+}
 
 ;// CONCATENATED MODULE: ./src/cli/client-commands.ts
 /**
