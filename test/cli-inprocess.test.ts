@@ -77,7 +77,7 @@ describe('client commands', () => {
     expect(opened.stderr).toBe('');
     const again = await cinode(['session', 'open', '--alias', 'job-1']);
     expect(again.stdout.trim()).toBe(ssid);
-    expect(again.stderr).toBe(`cinode: reusing the active session ${ssid} of alias job-1\n`);
+    expect(again.stderr).toBe(`cinode: reusing the active session ${ssid} of alias job-1 (--lifetime applies to a new session only: use session extend)\n`);
 
     const got = await cinode(['node', 'get', '--ssid', 'job-1', '--count', '2', '--ver', '7', '--arch', 'x86_64']);
     expect(got.code).toBe(0);
@@ -103,9 +103,9 @@ describe('client commands', () => {
     expect(inventory).toMatch(/^HOSTNAME\s+SSID$/m);
     expect(inventory).toMatch(new RegExp(`^${c7(2)}\\s+${ssid}$`, 'm'));
     const all = await ok(['inventory', '--all'], { CINODE_KEY: undefined });
-    expect(all).toMatch(/^ID\s+HOSTNAME\s+IP\s+STATE\s+USED\s+VER\s+ARCH\s+FLAVOR\s+POOL\s+SSID$/m);
-    expect(all).toMatch(new RegExp(`^1\\s+${c7(1)}\\s+192\\.0\\.2\\.1\\s+Deployed\\s+0\\s+7\\s+x86_64\\s+-\\s+1\\s+${ssid}$`, 'm'));
-    expect(all).toMatch(/^4\s+arm-1\.test\.example\s+192\.0\.2\.1\s+Ready\s+0\s+9-stream\s+aarch64\s+tiny\s+1\s+-$/m);
+    expect(all).toMatch(/^ID\s+HOSTNAME\s+IP\s+STATE\s+USED\s+VER\s+ARCH\s+FLAVOR\s+IN_POOL\s+SSID$/m);
+    expect(all).toMatch(new RegExp(`^1\\s+${c7(1)}\\s+192\\.0\\.2\\.1\\s+Deployed\\s+0\\s+7\\s+x86_64\\s+-\\s+yes\\s+${ssid}$`, 'm'));
+    expect(all).toMatch(/^4\s+arm-1\.test\.example\s+192\.0\.2\.1\s+Ready\s+0\s+9-stream\s+aarch64\s+tiny\s+yes\s+-$/m);
 
     // One node reported broken, one released (comma-separated), then the session ended.
     expect(await ok(['node', 'fail', 'job-1', c7(2)])).toBe('');
@@ -186,7 +186,7 @@ describe('admin commands', () => {
     expect([limit.code, limit.stderr]).toEqual([2, 'cinode: --limit: "ten" is not a whole number; give how many events, e.g. --limit 20\n']);
     const state = await cinode(['admin', 'nodes', '--state', 'broken'], admin);
     expect(state.code).toBe(2);
-    expect(state.stderr).toMatch(/^cinode: option '--state <state>' argument 'broken' is invalid/);
+    expect(state.stderr).toMatch(/^cinode: option "--state <state>" argument "broken" is invalid/);
     const both = await cinode(['admin', 'events', '--node', c7(1), '--session', 'x'], admin);
     expect(both.code).toBe(2);
   });
@@ -234,8 +234,8 @@ describe('failures and their exit codes', () => {
       [['session', 'list'], { CINODE_KEY: '' }, /^cinode: no API key: set CINODE_KEY \(or give --key\)\n$/],
       [['--timeout', 'soon', 'session', 'list'], {}, /^cinode: --timeout: "soon" is not /],
       [['--url', 'not a url', 'session', 'list'], {}, /^cinode: /],
-      [['session', 'frobnicate'], {}, /^cinode: unknown command 'frobnicate'/],
-      [['session', 'show'], {}, /^cinode: missing required argument 'ssid'/],
+      [['session', 'frobnicate'], {}, /^cinode: unknown command "frobnicate"/],
+      [['session', 'show'], {}, /^cinode: missing required argument "ssid"/],
     ];
     for (const [args, env, message] of cases) {
       const run = await cinode(args, env);
@@ -260,7 +260,7 @@ describe('failures and their exit codes', () => {
     expect(lifetime.stderr).toMatch(/^cinode: lifetime: "5 minutes" is not a duration/);
 
     const wrongKey = await cinode(['--key', 'wrong-key-0123456789', 'session', 'list']);
-    expect([wrongKey.code, wrongKey.stderr]).toEqual([3, 'cinode: Invalid duffy key\n']);
+    expect([wrongKey.code, wrongKey.stderr]).toEqual([3, 'cinode: Invalid duffy key (check the key in CINODE_KEY (or --key): the server knows no project with that key)\n']);
     const legacy = await cinode(['--key-in-query', '--key', 'wrong-key-0123456789', 'session', 'list']);
     expect(legacy.code).toBe(3);
     expect(legacy.stderr).not.toContain('wrong-key-0123456789');
