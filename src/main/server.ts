@@ -13,6 +13,8 @@ import type { NodeEvent } from '../core/lifecycle.js';
 import { AllocationService } from '../core/allocation.js';
 import { checkConfigFiles, ConfigError, loadConfig, type CinodeConfig } from '../config/config.js';
 import { buildApp } from '../server/app.js';
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from '../server/http.js';
+import type { FailedKeyLimits } from '../server/throttle.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
@@ -46,6 +48,9 @@ export interface ServerOptions {
   /** Overrides the configuration's `listen` (tests use port 0). */
   listen?: { host: string; port: number };
   clock?: () => number;
+  /** HTTP limits other than the defaults (tests use short ones). */
+  httpLimits?: Partial<HttpLimits>;
+  failedKeyLimits?: FailedKeyLimits;
 }
 
 export interface RunningServer {
@@ -138,6 +143,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger: log,
     publicInventory: () => current.config.publicInventory,
     databaseUnavailable: isDatabaseUnavailable,
+    httpLimits: { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits },
+    failedKeyLimits: options.failedKeyLimits,
+    clock,
     healthCheck: async () => {
       await store.read().sessions.nextExpiry();
     },
