@@ -127,7 +127,7 @@ describe('hardening: what an adversarial client found', () => {
     ['an encoded ? inside the path', `/Session/list%3Fkey=${KEYS.alpha}`, 404],
     ['KEY in capitals, twice', `/Session/list?KEY=${KEYS.alpha}&KEY=${KEYS.alpha}`, 403],
     ['an encoded name in a JSON-looking query', `/Session/list?%6Bey=${KEYS.alpha}&count=1`, 200],
-  ])('point 1: %s is answered %d and the key is not logged', async (_name, target, status) => {
+  ])('point 1: %s (%s, answered %s): the key is not logged', async (_name, target, status) => {
     server.logs.length = 0;
     const reply = await raw(server, get(target));
     expect(reply.status).toBe(status);
