@@ -22,6 +22,7 @@ import SQLite from 'better-sqlite3';
 import { postgresDatabases, redact, sqliteDatabases, type Databases, type Engine } from './databases.js';
 import { closedLoop, HttpTarget, json, summary, tally, type Cycle, type LoadResult } from './load.js';
 import { BENCH_PROJECT, configYaml, REAP_PROJECTS, REPO_ROOT, ServerProcess, type Project } from './processes.js';
+import { runSoak } from './soak.js';
 
 // ---- sizes: together about two minutes on a small machine ----
 const CYCLE_WARMUP = 300;
@@ -699,4 +700,6 @@ async function main(): Promise<void> {
   if (results.some((r) => Object.keys(r.errors).length > 0)) process.exitCode = 1;
 }
 
-await main();
+// `npm run bench -- soak`: the soak run of bench/soak.ts instead of the scenarios.
+if (process.argv[2] === 'soak') await runSoak();
+else await main();
