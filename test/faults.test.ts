@@ -4,9 +4,13 @@
  * back. Each must end in clear answers (503 `{"msg"}`, never a 500), no partial change, and
  * recovery once the fault is gone. Real server on loopback, real SQLite file.
  */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sql } from 'kysely';
-import { KEYS, removeDir, startTestServer, waitFor, type TestServer } from './support/server.js';
-import { testDatabaseKind } from './support/database.js';
+import { KEYS, removeDir, startTestServer, TestServer, waitFor } from './support/server.js';
+import { testDatabaseKind, testDatabaseUrl } from './support/database.js';
 
 const onSqlite = testDatabaseKind() === 'sqlite';
 if (!onSqlite) {
@@ -118,4 +122,68 @@ test('the clock jumping back and forward: nothing expires early, expiry follows 
     await server.close();
     removeDir(server.dir);
   }
+});
+
+// PostgreSQL: the connection cut in the middle of transactions, by a TCP relay that drops.
+const describePostgres = (name: string, body: () => void): void => {
+  if (!onSqlite) describe(name, body);
+};
+
+describePostgres('the PostgreSQL connection cut mid-burst', () => {
+  test('calls answer 200 or 503, only acknowledged sessions exist, and calls recover', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cinode-cut-'));
+    const relayed = new Set<Socket>();
+    const relay = createServer((client) => {
+      const url = new URL(testDatabaseUrl(dir));
+      const upstream = connect(Number(url.port || 5432), url.hostname === 'localhost' ? '127.0.0.1' : url.hostname);
+      for (const socket of [client, upstream]) {
+        relayed.add(socket);
+        socket.on('error', () => undefined);
+        socket.on('close', () => {
+          relayed.delete(socket);
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const relayPort = (relay.address() as AddressInfo).port;
+    const spec = { pools: [{ name: 'c7', nodes: 8 }], projects: { alpha: { 'rate-limit': '100000/1m', 'node-quota': 1000 } } };
+    const instance = new TestServer(dir, spec);
+    // The server reaches its database through the relay.
+    const config = readFileSync(instance.configPath, 'utf8');
+    const direct = testDatabaseUrl(dir);
+    const viaRelay = new URL(direct);
+    viaRelay.hostname = '127.0.0.1';
+    viaRelay.port = String(relayPort);
+    expect(config).toContain(JSON.stringify(direct));
+    writeFileSync(instance.configPath, config.replace(JSON.stringify(direct), JSON.stringify(viaRelay.href)));
+    const server = await instance.start();
+    try {
+      const burst = Array.from({ length: 60 }, (_, i) =>
+        i % 4 === 0 ? server.get('/Node/get', { key: KEYS.alpha, count: 1 }) : server.get('/Session/get', { key: KEYS.alpha, alias: `cut-${i}` }),
+      );
+      // Cut every relayed connection while the burst is in flight.
+      await new Promise((resolve) => setImmediate(resolve));
+      const relayedAtCut = relayed.size;
+      for (const socket of relayed) socket.destroy();
+      const replies = await Promise.all(burst);
+      expect(replies.every((r) => r.status === 200 || r.status === 503)).toBe(true);
+      expect(relayedAtCut).toBeGreaterThan(0);
+
+      await waitFor('calls succeeding again', async () => (await server.get('/Session/get', { key: KEYS.alpha })).status === 200);
+      const acknowledged = new Set(replies.filter((r) => r.status === 200).map((r) => (r.json as { ssid: string }).ssid));
+      const list = (await server.get('/Session/list', { key: KEYS.alpha })).json as Array<{ ssid: string }>;
+      const listed = new Set(list.map((s) => s.ssid));
+      // Every acknowledged session exists; the only other ones are the recovery probes.
+      for (const ssid of acknowledged) expect(listed.has(ssid)).toBe(true);
+      await checkConsistent(server);
+    } finally {
+      await server.close();
+      relay.close();
+      for (const socket of relayed) socket.destroy();
+      removeDir(dir);
+    }
+  }, 60_000);
 });
