@@ -25,6 +25,7 @@ import { postgresDatabases, redact, sqliteDatabases, type Databases, type Engine
 import { closedLoop, HttpTarget, json, summary, tally, type Cycle, type LoadResult } from './load.js';
 import { BENCH_PROJECT, configYaml, REAP_PROJECTS, REPO_ROOT, ServerProcess, type Project } from './processes.js';
 import { usageScenario, type UsageResult } from './usage.js';
+import { runSoak } from './soak.js';
 
 // ---- sizes: together about two minutes on a small machine ----
 const CYCLE_WARMUP = 300;
@@ -726,4 +727,6 @@ async function main(): Promise<void> {
   if (results.some((r) => Object.keys(r.errors).length > 0)) process.exitCode = 1;
 }
 
-await main();
+// `npm run bench -- soak`: the soak run of bench/soak.ts instead of the scenarios.
+if (process.argv[2] === 'soak') await runSoak();
+else await main();

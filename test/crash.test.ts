@@ -347,8 +347,9 @@ test('SIGKILL mid-burst: a restart on the same database finds consistent nodes a
 
   // the reclaims the crash cut short are done again, and succeed. On SQLite the new server clears
   // every claim at start (one process owns the file). On PostgreSQL a dead replica's claims lapse
-  // after their lease (the reclaim timeout + 60 s), as other replicas may own claims: the new
-  // server leaves them alone until then, and we fast-forward the lease instead of waiting.
+  // after their lease (60 s), as other replicas may own claims; the new server listens on another
+  // port, so it is another replica and leaves them alone until then: we fast-forward the lease
+  // instead of waiting (test/claims.test.ts shows a replica restarted as itself taking them back).
   if (testDatabaseKind() === 'postgres') {
     const deadOwners = new Set(atKill.nodes.filter((n) => n.state === 'reclaiming' && n.lease_owner !== null).map((n) => n.lease_owner!));
     const store = await openStore(second.databaseUrl);

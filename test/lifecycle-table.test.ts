@@ -21,7 +21,7 @@ const EXPECTED: Record<NodeEvent, Expected> = {
   'session-ended': { from: ['deployed', 'held'], to: afterUse, clears: leaving, countsUse: true },
   'reported-broken': { from: ['deployed', 'held'], to: quarantine, clears: leaving, countsUse: false },
   'keys-failed': { from: ['deployed', 'held'], to: quarantine, clears: leaving, countsUse: false },
-  'held': { from: ['deployed'], to: same('held'), clears: [], countsUse: false },
+  'held': { from: ['deployed', 'held'], to: same('held'), clears: [], countsUse: false },
   'hold-ended': { from: ['held'], to: afterUse, clears: leaving, countsUse: true },
   'reclaim-succeeded': { from: ['reclaiming'], to: same('ready'), clears: ['claim', 'attempts', 'keys'], countsUse: true },
   'reclaim-failed': { from: ['reclaiming'], to: same('failed'), clears: ['claim', 'attempts'], countsUse: false },

@@ -63,7 +63,7 @@ const duration = expecting(DURATION_HELP, (v) => ifString(v, parseDuration));
 const lifetime = expecting<Lifetime>(`"never" or ${DURATION_HELP}`, (v) => ifString(v, parseLifetime));
 
 /** `N/DURATION`: at most N new sessions in any window of DURATION. */
-const rateLimit = expecting(`N/DURATION such as 5/5m (N a whole number >= 1, DURATION ${DURATION_HELP})`, (v) =>
+const rateLimit = expecting(`N/DURATION such as 5/5m (N a whole number from 1 to 999999, DURATION ${DURATION_HELP})`, (v) =>
   ifString(v, (s) => {
     const match = /^(\d{1,6})\/(.+)$/.exec(s);
     const sessions = Number(match?.[1]);
@@ -94,7 +94,7 @@ const hostname = setting((v) => {
 });
 
 /** `host:port`, or `[v6-address]:port`; the brackets are dropped from the host. */
-const listen = expecting('host:port such as 127.0.0.1:8080 or [::1]:8080', (v) =>
+const listen = expecting('host:port such as 127.0.0.1:8080 or [::1]:8080 (port from 0 to 65535)', (v) =>
   ifString(v, (s) => {
     const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(s);
     const port = Number(match?.[3]);

@@ -87,8 +87,8 @@ export const NODE_LIFECYCLE: Readonly<Record<NodeEvent, NodeTransition>> = {
   'reported-broken': { from: ['deployed', 'held'], to: QUARANTINE, clears: LEAVING, countsUse: false },
   /** A project's SSH keys could not be put on (or taken off) the node. */
   'keys-failed': { from: ['deployed', 'held'], to: QUARANTINE, clears: LEAVING, countsUse: false },
-  /** `/Node/fail` without node=: kept in its session for debugging until the fail hold ends. */
-  'held': { from: ['deployed'], to: always('held'), clears: [], countsUse: false },
+  /** `/Node/fail` without node=: kept in its session for debugging until the fail hold ends (a second one starts it over). */
+  'held': { from: ['deployed', 'held'], to: always('held'), clears: [], countsUse: false },
   /** The fail hold is over: the node leaves its session as after any use. */
   'hold-ended': { from: ['held'], to: AFTER_USE, clears: LEAVING, countsUse: true },
   'reclaim-succeeded': { from: ['reclaiming'], to: always('ready'), clears: ['claim', 'attempts', 'keys'], countsUse: true },

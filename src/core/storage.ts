@@ -127,6 +127,11 @@ export interface ReclaimQueries {
   finish(nodeId: number, owner: string, outcome: NodeMove, change: Change): Promise<boolean>;
   /** Records that a node's SSH keys are off it (the rest of its reclaim may still fail). */
   markKeysRemoved(nodeId: number): Promise<void>;
+  /**
+   * Drops the claims of owners whose name starts with `ownerPrefix`: a replica's earlier lives,
+   * at its start (their process is gone, so their work starts over at once).
+   */
+  dropClaimsOf(ownerPrefix: string): Promise<number>;
   /** Drops every claim and provision claim: for a database only this process uses, at start. */
   clearAll(): Promise<void>;
 }

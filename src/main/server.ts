@@ -5,8 +5,9 @@
  * Everything that follows the configuration sits in one immutable snapshot (snapshot.ts); a reload
  * builds a new one and swaps it whole, or, when anything fails, logs why and keeps the old one.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { AdminService } from '../core/admin.js';
 import type { NodeEvent } from '../core/lifecycle.js';
@@ -14,6 +15,8 @@ import { AllocationService } from '../core/allocation.js';
 import { checkConfigFiles, ConfigError, loadConfig, type CinodeConfig } from '../config/config.js';
 import { buildApp } from '../server/app.js';
 import { Metrics } from '../server/metrics.js';
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from '../server/http.js';
+import type { FailedKeyLimits } from '../server/throttle.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
@@ -95,6 +98,9 @@ export interface ServerOptions {
   /** Overrides the configuration's `listen` (tests use port 0). */
   listen?: { host: string; port: number };
   clock?: () => number;
+  /** HTTP limits other than the defaults (tests use short ones). */
+  httpLimits?: Partial<HttpLimits>;
+  failedKeyLimits?: FailedKeyLimits;
 }
 
 export interface RunningServer {
@@ -113,6 +119,16 @@ export interface RunningServer {
    */
   reload(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * What stays the same when this replica restarts, and differs between replicas: the host, the
+ * configuration file and the address it listens on (two replicas on one host listen apart). It
+ * starts the owner name of this process's claims, which fits the column's 64 characters.
+ */
+function replicaName(configPath: string, listen: { host: string; port: number }): string {
+  const where = createHash('sha256').update(`${resolve(configPath)}\n${listen.host}:${listen.port}`).digest('hex').slice(0, 8);
+  return `${hostname().slice(0, 24)}-${where}`;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -144,15 +160,21 @@ async function startOnStore(
   const log = options.logger;
   const env = options.env ?? process.env;
   const clock = options.clock ?? Date.now;
+  const listenAt = options.listen ?? initial.listen;
+  const replica = replicaName(options.configPath, listenAt);
   if (store.exclusive) {
-    // Only this process uses the file: reclaims that a crash interrupted start over now. On
-    // PostgreSQL other replicas hold live claims: a dead replica's claims are taken once they lapse.
+    // Only this process uses the file: reclaims that a crash interrupted start over now.
     await store.read().reclaims.clearAll();
+  } else {
+    // On PostgreSQL other replicas hold live claims, which lapse within a lease once their owner
+    // is gone; this replica's own earlier lives are gone for sure, so their work starts over now.
+    const dropped = await store.transaction((tx) => tx.reclaims.dropClaimsOf(`${replica}:`));
+    if (dropped > 0) log.info({ nodes: dropped, replica }, 'claims of this replica before its restart dropped');
   }
   /** Kill functions of the ssh runs in flight (contextualization), stopped at shutdown. */
   const sshRuns = new Set<() => void>();
   let current: Snapshot = await buildSnapshot(store, initial, clock(), sshRuns);
-  const owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const owner = `${replica}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
   // Read at scrape time (the admin service is made below, before any scrape can come).
@@ -227,13 +249,15 @@ async function startOnStore(
     databaseUnavailable: isDatabaseUnavailable,
     metrics,
     metricsKeyRequired: () => current.config.metricsKeyRequired,
+    httpLimits: { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits },
+    failedKeyLimits: options.failedKeyLimits,
     clock,
     healthCheck: async () => {
       await store.read().sessions.nextExpiry();
     },
   });
   opened.push(() => app.close());
-  const listen = options.listen ?? initial.listen;
+  const listen = listenAt;
   await app.listen({ host: listen.host, port: listen.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : listen.port;

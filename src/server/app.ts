@@ -10,11 +10,13 @@ import type { Project } from '../core/model.js';
 import type { AdminService } from '../core/admin.js';
 import type { AllocationService } from '../core/allocation.js';
 import { registerDashboard } from './dashboard.js';
-import { createHttpStack } from './http.js';
 import type { Metrics } from './metrics.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { readUsageRequest } from './usage-params.js';
+import { allowedMethods, createHttpStack, DEFAULT_HTTP_LIMITS, type HttpLimits } from './http.js';
+import { DEFAULT_FAILED_KEY_LIMITS, FailedKeyThrottle, type FailedKeyLimits } from './throttle.js';
 import {
+  checkShapes,
   collectParams,
   hasCredentials,
   readAlias,
@@ -47,8 +49,11 @@ export interface AppOptions {
   metrics: Metrics;
   /** Whether `GET /metrics` needs an admin project's key. */
   metricsKeyRequired: () => boolean;
-  /** Milliseconds since the epoch: the end of `/Admin/usage`'s default range. */
+  /** Milliseconds since the epoch: the end of `/Admin/usage`'s default range, and the failed-key throttle's clock. */
   clock: () => number;
+  /** The HTTP limits (README, "Security and limits"); the defaults unless a test needs others. */
+  httpLimits?: HttpLimits;
+  failedKeyLimits?: FailedKeyLimits;
 }
 
 
@@ -93,8 +98,23 @@ type Handler = (request: FastifyRequest, params: Params, project: Project) => Pr
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { service } = options;
-  const app = createHttpStack(options.logger);
+  const app = createHttpStack(options.logger, options.httpLimits ?? DEFAULT_HTTP_LIMITS);
   options.metrics.observeRequests(app);
+  const throttle = new FailedKeyThrottle(options.failedKeyLimits ?? DEFAULT_FAILED_KEY_LIMITS, options.clock);
+
+  /** The key's project; a wrong key counts against the client's address (429 past its allowance). */
+  function authenticate(request: FastifyRequest, params: Params): Project {
+    try {
+      const project = service.authenticate(readKey(params, request.headers.authorization));
+      request.project = project.name;
+      return project;
+    } catch (error) {
+      if (!(error instanceof CinodeError && error.kind === 'invalid-key')) throw error;
+      const waitSeconds = throttle.fail(request.ip);
+      if (waitSeconds === undefined) throw error;
+      throw new CinodeError('rate-limit', `Too many wrong keys from ${request.ip}; try again in ${waitSeconds} s with a valid key (a valid key is never throttled)`, waitSeconds);
+    }
+  }
 
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     done(null, parseQueryString(body as string));
@@ -116,20 +136,30 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const allowed = allowedMethods(app, path);
+    if (allowed.length > 0) {
+      const method = request.method.slice(0, 16);
+      const msg = `Method ${method} is not served on ${path}; use ${allowed.join(' or ')}${allowed.includes('HEAD') ? '' : ' (HEAD only on calls that change nothing)'}`;
+      return reply.code(405).header('allow', allowed.join(', ')).send({ msg });
+    }
     reply.code(404).send({ msg: `No such endpoint ${request.url.split('?')[0]}; the API serves ${ENDPOINTS.join(', ')}` });
   });
 
-  /** Registers a keyed call for GET (what legacy clients send) and POST. */
-  function keyed(path: string, handler: Handler): void {
+  /**
+   * Registers a keyed call for GET (what legacy clients send) and POST, and for HEAD when it
+   * changes nothing (`readOnly`).
+   */
+  function keyed(path: string, handler: Handler, readOnly = false): void {
     const route = async (request: FastifyRequest, reply: FastifyReply) => {
       const params = collectParams(request.query, request.body);
-      const project = service.authenticate(readKey(params, request.headers.authorization));
-      request.project = project.name;
+      const project = authenticate(request, params);
+      checkShapes(params);
       const result = await handler(request, params, project);
       if (result === DONE_BODY) return reply.type('application/json; charset=utf-8').send(DONE_BODY);
       return reply.send(result);
     };
-    app.get(path, route);
+    app.get(path, { exposeHeadRoute: readOnly }, route);
     app.post(path, route);
   }
 
@@ -169,9 +199,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return DONE_BODY;
   });
 
-  keyed('/Session/show', async (_request, params, project) => service.showSession(project, readSessionRef(params, true)));
+  keyed('/Session/show', async (_request, params, project) => service.showSession(project, readSessionRef(params, true)), true);
 
-  keyed('/Session/list', async (_request, _params, project) => service.listSessions(project));
+  keyed('/Session/list', async (_request, _params, project) => service.listSessions(project), true);
 
   keyed('/Session/extend', async (_request, params, project) => {
     const lifetime = readLifetime(params, true)!;
@@ -204,29 +234,27 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const inventory = async (request: FastifyRequest, reply: FastifyReply) => {
     const params = collectParams(request.query, request.body);
     if (hasCredentials(params, request.headers.authorization)) {
-      const project = service.authenticate(readKey(params, request.headers.authorization));
-      request.project = project.name;
+      const project = authenticate(request, params);
+      checkShapes(params);
       return reply.send(await service.projectInventory(project));
     }
     if (!options.publicInventory()) {
       return reply.code(403).send({ msg: `${INVALID_KEY_MESSAGE}: this server lists its inventory only to a key (public-inventory is off); pass key=` });
     }
+    checkShapes(params);
     return reply.send(await service.publicInventory());
   };
-  app.get('/Inventory', inventory);
+  app.get('/Inventory', { exposeHeadRoute: true }, inventory);
   app.post('/Inventory', inventory);
 
-  app.get('/healthz', async (_request, reply) => {
+  app.get('/healthz', { exposeHeadRoute: true }, async (_request, reply) => {
     await options.healthCheck();
     return reply.send({ status: 'ok' });
   });
 
   options.metrics.register(app, (request) => {
     if (!options.metricsKeyRequired()) return;
-    const params = collectParams(request.query, undefined);
-    const project = service.authenticate(readKey(params, request.headers.authorization));
-    request.project = project.name;
-    options.admin.authorize(project);
+    options.admin.authorize(authenticate(request, collectParams(request.query, undefined)));
   });
   registerDashboard(app);
   app.get('/openapi.json', async (_request, reply) => reply.send(OPENAPI_DOCUMENT));

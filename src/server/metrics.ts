@@ -111,7 +111,7 @@ export class Metrics {
 
   /** Registers `GET /metrics`; `authorize` throws (403) when the configuration wants a key and the request has none fit. */
   register(app: FastifyInstance, authorize: (request: FastifyRequest) => void): void {
-    app.get('/metrics', async (request, reply) => {
+    app.get('/metrics', { exposeHeadRoute: true }, async (request, reply) => {
       authorize(request);
       const text = await this.registry.metrics();
       return reply.type(this.registry.contentType).send(text);

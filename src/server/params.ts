@@ -5,29 +5,55 @@
 import { DURATION_HELP, parseLifetime, type Lifetime } from '../api/duration.js';
 import { ALIAS_HELP, ALIAS_MAX_LENGTH, ALIAS_PATTERN, HOSTNAME_HELP, HOSTNAME_PATTERN, LABEL_HELP, LABEL_PATTERN } from '../api/patterns.js';
 import { NODE_STATES, type NodeState } from '../api/states.js';
-import { badRequest, invalidKey, invalidSession } from '../core/errors.js';
+import { badRequest, invalidKey, invalidSession, type CinodeError } from '../core/errors.js';
 
-/** Every value given for each parameter name, query first, then body. */
-export type Params = Map<string, string[]>;
+/**
+ * Every value given for each parameter name, query first, then body; and the first value that was
+ * refused for its shape (an object, or a list inside a list), raised by `checkShapes` once the key
+ * has been read, so that a missing key still answers 403 first (docs/api.md, "Precedence").
+ */
+export type Params = Map<string, string[]> & { refused?: CinodeError };
 
 const COUNT_PATTERN = /^\d{1,9}$/;
+
+/** What a parameter's value may be (docs/api.md, "General rules"). */
+const SHAPE_HELP = 'a string or a number, or a list of them where the parameter may repeat (such as node)';
 
 /** A parameter value as shown back in an error: quoted, and cut short when long. */
 function shown(value: string): string {
   return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
 }
 
-function addValue(params: Params, name: string, value: unknown): void {
-  if (value === undefined) return;
-  // A JSON null or [] is a parameter present with nothing in it: malformed, like `count=`.
-  if (Array.isArray(value) && value.length > 0) {
-    for (const item of value) addValue(params, name, item);
-    return;
-  }
-  const text = value === null || Array.isArray(value) ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value);
+/** A parameter name that can be shown back as it is. */
+const PLAIN_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+function isScalar(value: unknown): value is string | number | boolean {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean';
+}
+
+function push(params: Params, name: string, text: string): void {
   const values = params.get(name);
   if (values) values.push(text);
   else params.set(name, [text]);
+}
+
+/**
+ * A value is a scalar, null, or a flat list of scalars; anything deeper is refused without being
+ * walked (a 10,000-deep JSON body must not cost a stack frame per level).
+ */
+function addValue(params: Params, name: string, value: unknown): void {
+  if (value === undefined) return;
+  // A JSON null or [] is a parameter present with nothing in it: malformed, like `count=`.
+  if (value === null || (Array.isArray(value) && value.length === 0)) return push(params, name, '');
+  if (isScalar(value)) return push(params, name, String(value));
+  if (Array.isArray(value) && value.every(isScalar)) {
+    for (const item of value) push(params, name, String(item));
+    return;
+  }
+  const what = Array.isArray(value) ? 'a list inside a list' : 'an object';
+  params.refused ??= badRequest(`${PLAIN_NAME.test(name) ? name : shown(name)}: ${what} is not accepted; accepted: ${SHAPE_HELP}`);
+  // A key given in a refused shape is no key: the request answers 403 like one without a key.
+  if (name !== 'key') push(params, name, '');
 }
 
 /** Gathers the parameters of a request from its parsed query and body. */
@@ -39,6 +65,11 @@ export function collectParams(query: unknown, body: unknown): Params {
     }
   }
   return params;
+}
+
+/** Refuses a request whose parameters had a value of a shape no parameter takes (400). */
+export function checkShapes(params: Params): void {
+  if (params.refused) throw params.refused;
 }
 
 /** One value of a parameter: absent, or given once (the same value repeated is still once). */

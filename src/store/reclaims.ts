@@ -1,8 +1,8 @@
 /**
  * Claims on nodes in `reclaiming`: a worker claims a node under a lease, extends the lease while
  * its commands run, and records the outcome only while it still holds the claim. A crash
- * mid-reclaim leaves a claim that lapses (and is dropped at start where one process owns the
- * database), so the work is picked up again.
+ * mid-reclaim leaves a claim that lapses within a lease (and is dropped at start where one process
+ * owns the database, or by the same replica starting again), so the work is picked up again.
  */
 import type { NodeMove } from '../core/lifecycle.js';
 import type { Node } from '../core/model.js';
@@ -70,6 +70,16 @@ export class ReclaimStore implements ReclaimQueries {
 
   async markKeysRemoved(nodeId: number): Promise<void> {
     await this.ctx.db.updateTable('nodes').set({ contextualized: 0 }).where('id', '=', nodeId).execute();
+  }
+
+  async dropClaimsOf(ownerPrefix: string): Promise<number> {
+    const result = await this.ctx.db
+      .updateTable('nodes')
+      .set({ lease_owner: null, lease_until: null })
+      .where('state', '=', 'reclaiming')
+      .where((eb) => eb(eb.fn('substr', ['lease_owner', eb.val(1), eb.val(ownerPrefix.length)]), '=', ownerPrefix))
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 
   async clearAll(): Promise<void> {

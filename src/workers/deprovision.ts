@@ -30,8 +30,8 @@ export interface ClaimedWork {
   killers: Set<() => void>;
   /** Whether the worker is stopping: a command that failed then was most likely killed by it. */
   stopping(): boolean;
-  /** Extends the claim on the node to cover `workMs`; false when the claim was lost. */
-  extendClaim(node: Node, workMs: number): Promise<boolean>;
+  /** Extends the claim on the node by a lease from now (its worker renews it while the work runs); false when the claim was lost. */
+  extendClaim(node: Node): Promise<boolean>;
   /** Looks for work again after `delayMs` (at most one pending wake-up per key). */
   wakeAfter(key: string, delayMs: number): void;
   onDone?: (node: Node, outcome: NodeEvent, reason: string | null) => void;
@@ -39,7 +39,7 @@ export interface ClaimedWork {
 
 /** Destroys a command pool's node; a failure is tried again after a pause, a few times. */
 export async function deprovision(node: Node, settings: CommandPoolSettings, work: ClaimedWork): Promise<void> {
-  if (!(await work.extendClaim(node, settings.commandTimeoutMs))) return;
+  if (!(await work.extendClaim(node))) return;
   const result = await runCommand(
     {
       label: 'deprovision',

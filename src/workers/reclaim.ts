@@ -7,8 +7,9 @@
  *   the reason, so it never reaches the next project in an unknown state.
  * - A command pool's node is claimed the same way and handed to its deprovision (deprovision.ts).
  *
- * Work is claimed with a lease, so a crash mid-reclaim is picked up again (at the next start, or
- * by another replica once the lease lapses).
+ * Work is claimed with a short lease that the worker renews while the work runs, so a crash
+ * mid-reclaim is picked up again: at the next start of the same replica at once, or by any
+ * replica once the lease lapses, within about a minute whatever the commands' timeouts.
  */
 import type { Contextualizer, MachineOutcome, Node, Pool } from '../core/model.js';
 import { runCommand, stderrDetail } from '../machines/command.js';
@@ -19,10 +20,12 @@ import { deprovision, type ClaimedWork } from './deprovision.js';
 import { BackgroundWorker } from './worker.js';
 
 /**
- * How long a claim holds: long enough to record an outcome at once. Before a node's work starts,
- * the claim is extended by the time its commands may take, so each claim fits its own pool.
+ * How long a claim holds without renewal: what a dead owner's claims block capacity for. Its
+ * owner renews it every third of that while the work runs (the commands' own timeouts end work
+ * that hangs), so two renewals may fail in a row before another replica may take the node.
  */
-const LEASE_GRACE_MS = 60_000;
+export const LEASE_MS = 60_000;
+const RENEW_EVERY_MS = LEASE_MS / 3;
 
 export interface ReclaimDeps {
   store: Storage;
@@ -42,6 +45,9 @@ export class ReclaimWorker extends BackgroundWorker {
   private active = 0;
   /** What a deprovision gets from this worker's claim. */
   private readonly claimed: ClaimedWork;
+  /** The nodes this worker holds claims on, renewed while their work runs. */
+  private readonly held = new Set<Node>();
+  private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: ReclaimDeps) {
     super(deps.onError);
@@ -51,7 +57,7 @@ export class ReclaimWorker extends BackgroundWorker {
       owner: deps.owner,
       killers: this.killers,
       stopping: () => this.stopped,
-      extendClaim: (node, workMs) => this.extendClaim(node, workMs),
+      extendClaim: (node) => this.extendClaim(node),
       wakeAfter: (key, delayMs) => this.wakeAfter(key, delayMs),
       onDone: deps.onFinished,
     };
@@ -62,19 +68,44 @@ export class ReclaimWorker extends BackgroundWorker {
     while (!this.stopped && this.active < this.deps.parallel) {
       const now = this.deps.clock();
       const claimed = await this.deps.store.transaction((tx) =>
-        tx.reclaims.claim(this.deps.owner, now, now + LEASE_GRACE_MS, this.deps.parallel - this.active),
+        tx.reclaims.claim(this.deps.owner, now, now + LEASE_MS, this.deps.parallel - this.active),
       );
       if (claimed.length === 0) return;
       for (const node of claimed) {
         this.active++;
-        this.track(this.work(node), () => this.active--);
+        this.hold(node);
+        this.track(this.work(node), () => {
+          this.active--;
+          this.release(node);
+        });
       }
     }
   }
 
-  /** Extends this worker's claim on the node to cover `workMs`; false when the claim was lost. */
-  private async extendClaim(node: Node, workMs: number): Promise<boolean> {
-    const until = this.deps.clock() + workMs + LEASE_GRACE_MS;
+  private hold(node: Node): void {
+    this.held.add(node);
+    this.renewTimer ??= setInterval(() => void this.renewClaims().catch(this.deps.onError), RENEW_EVERY_MS).unref();
+  }
+
+  private release(node: Node): void {
+    this.held.delete(node);
+    if (this.held.size === 0) {
+      clearInterval(this.renewTimer);
+      this.renewTimer = undefined;
+    }
+  }
+
+  /**
+   * Renews the lease of every claim this worker holds (run every RENEW_EVERY_MS; tests call it
+   * after moving their clock). A claim found lost stays lost: its outcome will not be recorded.
+   */
+  async renewClaims(): Promise<void> {
+    for (const node of [...this.held]) await this.extendClaim(node);
+  }
+
+  /** Extends this worker's claim on the node by a lease from now; false when the claim was lost. */
+  private async extendClaim(node: Node): Promise<boolean> {
+    const until = this.deps.clock() + LEASE_MS;
     return this.deps.store.transaction((tx) => tx.reclaims.extend(node.id, this.deps.owner, until));
   }
 
@@ -93,8 +124,7 @@ export class ReclaimWorker extends BackgroundWorker {
   /** A static pool's node: the last project's SSH keys off, then the pool's reclaim command. */
   private async reclaim(node: Node, pool: Pool): Promise<void> {
     const contextualizer = node.contextualized ? this.deps.contextualizer() : null;
-    const workMs = (contextualizer?.timeoutMs ?? 0) + (pool.reclaim ? pool.reclaimTimeoutMs : 0);
-    if (!(await this.extendClaim(node, workMs))) return;
+    if (!(await this.extendClaim(node))) return;
     if (node.contextualized) {
       const removed: MachineOutcome = contextualizer
         ? await contextualizer.remove(node)

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { startServer, type RunningServer } from '../../src/main/server.js';
+import { startServer, type RunningServer, type ServerOptions } from '../../src/main/server.js';
 import { dropTestDatabaseSync, testDatabaseUrl } from './database.js';
 
 export const KEYS = {
@@ -46,6 +46,8 @@ export interface ConfigSpec {
   reaperInterval?: string;
   publicInventory?: boolean;
   reclaimParallel?: number;
+  /** Server options that are not configuration (HTTP limits, the failed-key throttle). */
+  server?: Pick<ServerOptions, 'httpLimits' | 'failedKeyLimits'>;
 }
 
 export const DEFAULT_POOLS: PoolSpec[] = [
@@ -145,7 +147,7 @@ export class TestServer {
 
   constructor(
     readonly dir: string,
-    spec: ConfigSpec,
+    private readonly spec: ConfigSpec,
   ) {
     this.configPath = join(dir, 'cinode.yaml');
     writeFileSync(this.configPath, configYaml(dir, spec));
@@ -158,7 +160,7 @@ export class TestServer {
   async start(clock?: () => number): Promise<this> {
     const stream = { write: (line: string) => void this.logs.push(line) };
     const logger = pino({ level: 'info' }, stream);
-    this.server = await startServer({ configPath: this.configPath, logger, listen: { host: '127.0.0.1', port: 0 }, clock });
+    this.server = await startServer({ configPath: this.configPath, logger, listen: { host: '127.0.0.1', port: 0 }, clock, ...this.spec.server });
     return this;
   }
 
