@@ -41,8 +41,6 @@ const config = {
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: {
     '^(\\.{1,2}/.*)\\.js$': '$1',
-    // Fastify's inject() needs `cookie`, an ES module Jest cannot require: see the file.
-    '^cookie$': '<rootDir>/test/support/cookie.cjs',
   },
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json'}],
