@@ -112,3 +112,30 @@ test('a reaper pass on a real store ends expired sessions in batches and holds t
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('reapOnce asked while a pass is under way runs one more pass after it, on the clock read then', async () => {
+  let release!: () => void;
+  const blocked = new Promise<void>((resolve) => (release = resolve));
+  const seen: unknown[] = [];
+  let now = 1_000;
+  const store = fakeStore({
+    sessions: {
+      expire: async (at) => {
+        seen.push(at);
+        if (seen.length === 1) await blocked;
+        return 0;
+      },
+    },
+    nodes: { endHolds: async () => 0 },
+    events: { prune: async () => 0 },
+  });
+  const reaper = new Reaper({ store, catalog, clock: () => now, eventRetention: () => 'never', wakeReclaim: () => undefined, onError: () => undefined });
+  const first = reaper.reapOnce();
+  now = 2_000;
+  const second = reaper.reapOnce();
+  const third = reaper.reapOnce(); // shares the pass asked for already
+  expect(third).toBe(second);
+  release();
+  await Promise.all([first, second]);
+  expect(seen).toEqual([1_000, 2_000]);
+});

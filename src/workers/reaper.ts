@@ -26,6 +26,8 @@ export interface ReaperDeps {
 
 export class Reaper {
   private running: Promise<number> | undefined;
+  /** The pass asked for while another was under way. */
+  private followUp: Promise<number> | undefined;
   private stopped = false;
 
   constructor(private readonly deps: ReaperDeps) {}
@@ -42,13 +44,28 @@ export class Reaper {
     await this.running?.catch(() => undefined);
   }
 
-  /** Ends every session expired by now; returns how many. */
+  /**
+   * Ends every session expired by now; returns how many. A pass under way read the clock before
+   * this call, so a new pass follows it (callers asking meanwhile share that one).
+   */
   reapOnce(): Promise<number> {
-    if (this.running) return this.running;
-    this.running = this.reapAll().finally(() => {
-      this.running = undefined;
+    if (!this.running) return this.startPass();
+    this.followUp ??= this.running
+      .catch(() => 0)
+      .then(() => {
+        this.followUp = undefined;
+        if (this.stopped) return 0;
+        return this.running ?? this.startPass();
+      });
+    return this.followUp;
+  }
+
+  private startPass(): Promise<number> {
+    const pass: Promise<number> = this.reapAll().finally(() => {
+      if (this.running === pass) this.running = undefined;
     });
-    return this.running;
+    this.running = pass;
+    return pass;
   }
 
   /** Ends expired sessions, then holds that are over; returns how many sessions it ended. */
