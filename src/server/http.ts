@@ -57,10 +57,11 @@ export function createHttpStack(logger: FastifyBaseLogger | false, limits: HttpL
     clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => answerClientError(app, limits, error, socket),
   });
 
+  // One hook, not two: it runs on every request.
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    await refuseMissingHost(request, reply);
   });
-  app.addHook('onRequest', refuseMissingHost);
 
   // One structured line per request, no credential in it.
   app.addHook('onResponse', async (request, reply) => {
