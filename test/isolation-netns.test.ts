@@ -185,6 +185,23 @@ describeWithNetns('the netns isolation example on real network namespaces', () =
     expect(await lab.addresses('a1')).toEqual([]);
   });
 
+  test('attach takes a node left in another session\'s segment (its detach failed) out of it, and removes its old address', async () => {
+    const old = await setup('sess-old');
+    const current = await setup('sess-new');
+    await ok('node-attach', 'sess-old', 'a2');
+    await ok('node-attach', 'sess-new', 'b2');
+    await ok('node-attach', 'sess-new', 'a2');
+    expect(await lab.linkNamespace('a2')).toBe(current.netns);
+    const [address] = await lab.addresses('a2');
+    expect({ addresses: (await lab.addresses('a2')).length, inNewSubnet: address?.startsWith(current.subnet.replace(/0\/24$/, '')) }).toEqual({ addresses: 1, inNewSubnet: true });
+    await lab.waitReachable('b2', address ?? '', 'a2');
+    for (const node of ['a2', 'b2']) await ok('node-detach', 'sess-new', node);
+    await ok('session-teardown', 'sess-new');
+    await ok('session-teardown', 'sess-old');
+    expect(await lab.namespaces()).not.toEqual(expect.arrayContaining([old.netns]));
+    expect(await lab.linkNamespace('a2')).toBe(lab.provisioning);
+  });
+
   test('a node that is not in the convention is found through CINODE_NETNS_NODE_MAP', async () => {
     const map = join(lab.stateDir, 'nodes.map');
     const b1 = lab.node('b1');

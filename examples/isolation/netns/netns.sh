@@ -35,9 +35,9 @@ link_in() {
   netns_exists "$1" && ip -n "$1" link show dev "$2" >/dev/null 2>&1
 }
 
-# The range split into subnets: sets range_network (int), subnet_length, subnet_count.
+# The range split into subnets: sets range_network (int), range_length, subnet_length, subnet_count.
 read_range() {
-  local range=${CINODE_NETNS_RANGE:-10.200.0.0/16} range_length
+  local range=${CINODE_NETNS_RANGE:-10.200.0.0/16}
   read -r range_network range_length < <(cidr_split "$range" CINODE_NETNS_RANGE) || exit 1
   [ -n "$range_network" ] || exit 1
   subnet_length=${CINODE_NETNS_SUBNET_LENGTH:-24}
@@ -84,14 +84,31 @@ resolve_node() {
   netns_exists "$node_netns" || die "the namespace $node_netns of node $CINODE_HOSTNAME does not exist (see CINODE_NETNS_NODE_MAP in examples/isolation/netns/netns.sh)"
 }
 
-# node_addresses_in_subnet: the node interface's IPv4 addresses (with length) in this subnet.
-node_addresses_in_subnet() {
-  local address mask network
-  mask=$(((0xffffffff << (32 - subnet_length)) & 0xffffffff))
+# node_addresses_within NETWORK LENGTH: the node interface's IPv4 addresses (with their length)
+# inside NETWORK/LENGTH (NETWORK as an int).
+node_addresses_within() {
+  local within=$1 length=$2 address mask
+  mask=$(((0xffffffff << (32 - length)) & 0xffffffff))
   ip -n "$node_netns" -4 -o addr show dev "$node_if" | while read -r _ _ _ address _; do
-    network=$(($(ipv4_to_int "${address%/*}") & mask))
-    if [ "$network" -eq "$subnet_network" ]; then
+    if [ $(($(ipv4_to_int "${address%/*}") & mask)) -eq "$within" ]; then
       printf '%s\n' "$address"
     fi
   done
+}
+
+# forget_subnet ADDRESS/32: removes a session address from the node, with the routes an attach
+# set beside it (to that subnet's gateway, and to the subnet through it). Routes already gone are fine.
+forget_subnet() {
+  local address=${1%/*} mask network old_subnet old_gateway
+  mask=$(((0xffffffff << (32 - subnet_length)) & 0xffffffff))
+  network=$(($(ipv4_to_int "$address") & mask))
+  old_subnet="$(int_to_ipv4 "$network")/$subnet_length"
+  old_gateway=$(int_to_ipv4 $((network + 1)))
+  ip -n "$node_netns" addr del "$1" dev "$node_if"
+  if [ -n "$(ip -n "$node_netns" route show "$old_subnet" dev "$node_if")" ]; then
+    ip -n "$node_netns" route del "$old_subnet" dev "$node_if"
+  fi
+  if [ -n "$(ip -n "$node_netns" route show "$old_gateway/32" dev "$node_if")" ]; then
+    ip -n "$node_netns" route del "$old_gateway/32" dev "$node_if"
+  fi
 }
