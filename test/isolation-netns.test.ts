@@ -6,6 +6,7 @@
  * not have, through a `bridge` on PATH that records the commands the hooks give and answers
  * `bridge -j vlan show` with the port state each test sets.
  */
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -385,4 +386,18 @@ describe('the bridge-vlan isolation example (the commands it gives a VLAN-filter
     const unknown = await hook('node-attach', 's9', { CINODE_SESSION_DATA: '{}', CINODE_HOSTNAME: 'n1.example' });
     expect(lastLine(unknown.stderr)).toBe('node-attach: session s9 has no VLAN (did session-setup run?)');
   });
+});
+
+describe('the isolation examples\' shell', () => {
+  const scripts = ['lib/common.sh', 'netns/netns.sh', 'bridge-vlan/bridge-vlan.sh', ...['netns', 'bridge-vlan'].flatMap((dir) => ['session-setup', 'session-teardown', 'node-attach', 'node-detach'].map((hook) => `${dir}/${hook}`))];
+  const shellcheck = spawnSync('shellcheck', ['--version'], { encoding: 'utf8' });
+
+  if (shellcheck.status === 0 || process.env.CI === 'true') {
+    test('passes shellcheck, sourced files followed (CI installs shellcheck, .ci/run)', () => {
+      const result = spawnSync('shellcheck', ['-x', ...scripts], { cwd: ISOLATION_EXAMPLES, encoding: 'utf8' });
+      expect({ status: result.status, error: result.error?.message, findings: result.stdout }).toEqual({ status: 0, error: undefined, findings: '' });
+    });
+  } else {
+    test.skip('passes shellcheck (not installed: apt-get install shellcheck; CI installs it)', () => {});
+  }
 });

@@ -1,4 +1,6 @@
+# shellcheck shell=bash
 # The bridge-vlan example's shared part: settings, the node-to-port map, and the one operation
+# shellcheck source-path=SCRIPTDIR
 # every hook is made of: put a port in exactly one VLAN (untagged, as its PVID). Sourced by the
 # four hooks of this folder, after ../lib/common.sh.
 #
@@ -54,7 +56,9 @@ node_port() {
   while read -r host port rest; do
     case $host in '' | '#'*) continue ;; esac
     if [ "$host" = "$CINODE_HOSTNAME" ]; then
-      [ -n "$port" ] && [ -z "$rest" ] || die "$map: the line of $host must have 2 fields: HOSTNAME PORT"
+      if [ -z "$port" ] || [ -n "$rest" ]; then
+        die "$map: the line of $host must have 2 fields: HOSTNAME PORT"
+      fi
       printf '%s\n' "$port"
       return 0
     fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # the variables set here are read by the hooks that source this file
 # The netns example's shared part: settings, the session's names and subnet, and how a node maps
 # to its link. Sourced by the four hooks of this folder, after ../lib/common.sh.
 #
