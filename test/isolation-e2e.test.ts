@@ -123,6 +123,8 @@ if (!probe.supported) {
       for (const name of NODES) await lab.listen(name);
       server = await startTestServer({
         topYaml: isolationYaml(lab),
+        // Four sessions in a few seconds: above the default rate limit's comfort.
+        defaults: { 'rate-limit': '100/5m' },
         pools: [{ name: 'lab', ver: '7', arch: 'x86_64', nodes: NODES.length, nodeList: NODES.map((name, i) => ({ hostname: lab.node(name).hostname, ip: `192.0.2.${i + 1}` })) }],
       });
     });

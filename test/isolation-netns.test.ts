@@ -116,9 +116,10 @@ describeWithNetns('the netns isolation example on real network namespaces', () =
   });
 
   test('attached nodes of one session reach each other over TCP, and not the other session\'s nodes; attach run twice changes nothing', async () => {
+    // All four at once, as the server may run them: the address claims hold the state lock.
+    await Promise.all([['sess-a', 'a1'], ['sess-a', 'a2'], ['sess-b', 'b1'], ['sess-b', 'b2']].map(([ssid, node]) => ok('node-attach', ssid ?? '', node)));
     for (const [ssid, nodes] of [['sess-a', ['a1', 'a2']], ['sess-b', ['b1', 'b2']]] as const) {
       for (const node of nodes) {
-        await ok('node-attach', ssid, node);
         const address = await lab.address(node);
         await ok('node-attach', ssid, node);
         expect(await lab.addresses(node)).toEqual([address]);
