@@ -225,6 +225,7 @@ describeWithNetns('the netns isolation example on real network namespaces', () =
       [hook('session-setup', 'sess-x', undefined, { CINODE_NETNS_RANGE: '10.300.0.0/16' }), /^session-setup: CINODE_NETNS_RANGE is '10.300.0.0\/16': 300 is not an IPv4 byte$/],
       [hook('session-setup', 'sess-x', undefined, { CINODE_NETNS_RANGE: 'ten' }), /^session-setup: CINODE_NETNS_RANGE is 'ten': expected an IPv4 network like 10.200.0.0\/16$/],
       [hook('session-setup', 'sess-x', undefined, { CINODE_NETNS_SUBNET_LENGTH: '8' }), /^session-setup: CINODE_NETNS_SUBNET_LENGTH is '8': expected a whole number from 16 to 30$/],
+      [hook('node-attach', 'sess-x', 'a1', { CINODE_SESSION_DATA: '{"netns": "cinode-s-0123456789", "subnet": "10.200.9.0/24"}' }), /^node-attach: CINODE_SESSION_DATA names the namespace cinode-s-0123456789, but session sess-x's is \S+ \(was CINODE_NETNS_PREFIX changed\?\)$/],
     ];
     for (const [run, reason] of failures) {
       const result = await run;

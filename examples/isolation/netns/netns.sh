@@ -27,6 +27,16 @@ netns_prefix=${CINODE_NETNS_PREFIX:-cinode}
 netns_provisioning=${CINODE_NETNS_PROVISIONING:-$netns_prefix-prov}
 netns_session="$netns_prefix-s-$(session_tag)"
 
+# check_session_data: the namespace CINODE_SESSION_DATA names, if any, must be the one derived
+# from the ssid (they differ when CINODE_NETNS_PREFIX changed under running sessions).
+check_session_data() {
+  local recorded
+  recorded=$(session_field netns)
+  if [ -n "$recorded" ] && [ "$recorded" != "$netns_session" ]; then
+    die "CINODE_SESSION_DATA names the namespace $recorded, but session $CINODE_SSID's is $netns_session (was CINODE_NETNS_PREFIX changed?)"
+  fi
+}
+
 netns_exists() {
   [ -e "/run/netns/$1" ]
 }
