@@ -17,9 +17,14 @@
 import { join } from 'node:path';
 import { ConfigError, parseConfig } from '../src/config/config.js';
 import { describeWithNetns, ISOLATION_EXAMPLES, NetnsLab } from './support/netns.js';
-import { KEYS, removeDir, startTestServer, waitFor, type TestServer } from './support/server.js';
+import { KEYS, removeDir, startTestServer, waitFor, type Reply, type TestServer } from './support/server.js';
 
 const NETNS_HOOKS = join(ISOLATION_EXAMPLES, 'netns');
+
+/** Fails with the answer's body (a hook's stderr line, in a 503) when the call did not succeed. */
+function expectOk(reply: Reply): void {
+  if (reply.status !== 200) throw new Error(`expected 200, got ${reply.status}: ${reply.text}`);
+}
 
 /** The `isolation:` block for the lab, each hook wrapped in env(1) to pass the lab's settings. */
 function isolationYaml(lab: NetnsLab): string[] {
@@ -101,10 +106,10 @@ if (!probe.supported) {
 
     async function openSession(alias: string, count: number): Promise<{ ssid: string; hosts: string[] }> {
       const opened = await server.get('/Session/get', { ...alpha, alias });
-      expect(opened.status).toBe(200);
+      expectOk(opened);
       const { ssid } = opened.json as { ssid: string };
       const got = await server.get('/Node/get', { ...alpha, ver: 7, arch: 'x86_64', count, ssid });
-      expect(got.status).toBe(200);
+      expectOk(got);
       return { ssid, hosts: (got.json as { hosts: string[] }).hosts };
     }
 
@@ -169,10 +174,10 @@ if (!probe.supported) {
 
     test('legacy /Node/get (a session with its nodes in one call) isolates them the same way', async () => {
       const first = await server.get('/Node/get', { ...alpha, ver: 7, arch: 'x86_64', count: 2 });
-      expect(first.status).toBe(200);
+      expectOk(first);
       const one = first.json as { ssid: string; hosts: string[] };
       const second = await server.get('/Node/get', { ...alpha, ver: 7, arch: 'x86_64', count: 2 });
-      expect(second.status).toBe(200);
+      expectOk(second);
       const two = second.json as { ssid: string; hosts: string[] };
       expect((await show(one.ssid)).isolation).not.toBeNull();
       await expectIsolated(one.hosts.map(nodeOf), two.hosts.map(nodeOf));

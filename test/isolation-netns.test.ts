@@ -391,7 +391,7 @@ describe('the bridge-vlan isolation example (the commands it gives a VLAN-filter
 });
 
 describe('the isolation examples\' shell', () => {
-  const scripts = ['lib/common.sh', 'netns/netns.sh', 'bridge-vlan/bridge-vlan.sh', ...['netns', 'bridge-vlan'].flatMap((dir) => ['session-setup', 'session-teardown', 'node-attach', 'node-detach'].map((hook) => `${dir}/${hook}`))];
+  const scripts = ['shared/common.sh', 'netns/netns.sh', 'bridge-vlan/bridge-vlan.sh', ...['netns', 'bridge-vlan'].flatMap((dir) => ['session-setup', 'session-teardown', 'node-attach', 'node-detach'].map((hook) => `${dir}/${hook}`))];
   const shellcheck = spawnSync('shellcheck', ['--version'], { encoding: 'utf8' });
 
   if (shellcheck.status === 0 || process.env.CI === 'true') {

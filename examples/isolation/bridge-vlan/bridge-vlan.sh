@@ -2,7 +2,7 @@
 # The bridge-vlan example's shared part: settings, the node-to-port map, and the one operation
 # shellcheck source-path=SCRIPTDIR
 # every hook is made of: put a port in exactly one VLAN (untagged, as its PVID). Sourced by the
-# four hooks of this folder, after ../lib/common.sh.
+# four hooks of this folder, after ../shared/common.sh.
 #
 # Settings (from cinode's environment, or set per hook with `env VAR=value` in the hook's argv):
 #   CINODE_BRIDGE              the VLAN-filtering bridge the nodes' ports are in (default br0)

@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2034 # the variables set here are read by the hooks that source this file
 # The netns example's shared part: settings, the session's names and subnet, and how a node maps
-# to its link. Sourced by the four hooks of this folder, after ../lib/common.sh.
+# to its link. Sourced by the four hooks of this folder, after ../shared/common.sh.
 #
 # Settings (from cinode's environment, or set per hook with `env VAR=value` in the hook's argv):
 #   CINODE_NETNS_PREFIX         names of the namespaces this example makes and expects (default cinode):
