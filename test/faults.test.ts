@@ -1,8 +1,9 @@
 /**
  * Fault injection (issue 15): the database file full mid-burst (SQLite's max_page_count, a
- * size-limited file) or read-only mid-burst (SQLite's query_only), a reclaim command killed by a signal, and the clock jumping forward and
- * back. Each must end in clear answers (503 `{"msg"}`, never a 500), no partial change, and
- * recovery once the fault is gone. Real server on loopback, real SQLite file.
+ * size-limited file) or read-only mid-burst (SQLite's query_only), a reclaim command killed by a
+ * signal, and the clock jumping forward and back. Each must end in clear answers (503 `{"msg"}`,
+ * never a 500), no partial change, and recovery once the fault is gone. Real server on loopback,
+ * real SQLite file.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
