@@ -223,7 +223,8 @@ describe.each(RUNTIMES)('the action under $name', ({ node }) => {
     const stopMs = Date.now() - signalled;
     expect(main.signal).toBeNull();
     expectExit(main, 1, j);
-    expect(stopMs).toBeLessThan(5_000);
+    // At once: before the 10 s Retry-After it was waiting out would have ended.
+    expect(stopMs).toBeLessThan(9_000);
     expect(main.annotations).toEqual([
       expect.objectContaining({ level: 'error', message: expect.stringMatching(/^cinode was cancelled while trying to add 2 nodes: .*The post step ends the session\.$/) }),
     ]);
@@ -249,7 +250,7 @@ describe.each(RUNTIMES)('the action under $name', ({ node }) => {
 
     const post = await j.run(use, 'post');
     expectExit(post, 0, j);
-    expect(post.ms).toBeLessThan(15_000);
+    expect(post.ms).toBeLessThan(30_000); // the 4 s budget and node's start, on a loaded machine; not unbounded
     expect(post.stdout).toMatch(/no answer from .*retrying in/);
     expect(post.annotations).toHaveLength(1);
     const [warning] = post.annotations;
