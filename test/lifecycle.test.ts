@@ -594,7 +594,7 @@ echo "$CINODE_HOSTNAME" >> "$1/reclaimed.log"
     await waitForState(second, [c7(1)], 'Ready', 5000);
     expect(dir.lines('reclaimed.log')).toEqual([c7(1)]);
     expect((await rowOf(second, c7(1)))?.[4]).toBe(1);
-  }, 30_000);
+  }, 60_000);
 
   test('nodes left reclaiming, with a claim of a process that died, are reclaimed at start', async () => {
     const dir = scripts();
