@@ -132,7 +132,7 @@ exit 0
     );
     const s = await launch({
       defaults: RATE,
-      pools: [{ name: 'c7', ver: '7', nodes: 2, reclaim: [reclaim, dir.path('env.log'), dir.path('go')], reclaimTimeout: '2s' }],
+      pools: [{ name: 'c7', ver: '7', nodes: 2, reclaim: [reclaim, dir.path('env.log'), dir.path('go')], reclaimTimeout: '30s' }],
     });
 
     const got = (await s.get('/Node/get', alpha)).json as Got;
@@ -145,11 +145,11 @@ exit 0
     expect(released?.[5]).toBe('Deprovision');
     expect(released?.[6]).toBeNull();
     expect(released?.[11]).toBe(1);
-    await waitFor('the reclaim command to start', () => dir.lines('env.log').length === 1, 3000);
+    await waitFor('the reclaim command to start', () => dir.lines('env.log').length === 1, 15_000);
     expect((await rowOf(s, c7(1)))?.[5]).toBe('Deprovision');
 
     dir.touch('go');
-    await waitForState(s, [c7(1)], 'Ready', 3000);
+    await waitForState(s, [c7(1)], 'Ready', 15_000);
     expect((await rowOf(s, c7(1)))?.slice(1, 7)).toEqual([c7(1), '192.0.2.1', null, 1, 'Ready', null]);
     expect(dir.lines('env.log')).toEqual([`${c7(1)} 192.0.2.1 c7`]);
 
@@ -168,12 +168,12 @@ echo "reinstall of $CINODE_HOSTNAME failed: disk not found" >&2
 exit 3
 `,
     );
-    const s = await launch({ defaults: RATE, pools: [{ name: 'c7', ver: '7', nodes: 3, reclaim: [reclaim], reclaimTimeout: '2s' }] });
+    const s = await launch({ defaults: RATE, pools: [{ name: 'c7', ver: '7', nodes: 3, reclaim: [reclaim], reclaimTimeout: '30s' }] });
 
     const got = (await s.get('/Node/get', alpha)).json as Got;
     expect(got.hosts).toEqual([c7(1)]);
     await s.get('/Node/done', { ...alpha, ssid: got.ssid });
-    await waitForState(s, [c7(1)], 'Failed', 5000);
+    await waitForState(s, [c7(1)], 'Failed', 15_000);
 
     const row = await rowOf(s, c7(1));
     expect(row?.[4]).toBe(0); // a failed reclaim does not count as a use
@@ -294,7 +294,7 @@ echo "end $(date +%s%3N) $CINODE_HOSTNAME" >> "$1/log"
     const s = await launch({
       defaults: RATE,
       reclaimParallel: 2,
-      pools: [{ name: 'c7', ver: '7', nodes: 6, reclaim: [reclaim, dir.dir], reclaimTimeout: '5s' }],
+      pools: [{ name: 'c7', ver: '7', nodes: 6, reclaim: [reclaim, dir.dir], reclaimTimeout: '30s' }],
     });
     const hosts = [1, 2, 3, 4, 5, 6].map(c7);
 
@@ -341,7 +341,7 @@ describe('expiry', () => {
       {
         defaults: RATE,
         reaperInterval: '1h',
-        pools: [{ name: 'c7', ver: '7', nodes: 4, reclaim: [logging(dir), dir.path('reclaimed.log')], reclaimTimeout: '2s' }],
+        pools: [{ name: 'c7', ver: '7', nodes: 4, reclaim: [logging(dir), dir.path('reclaimed.log')], reclaimTimeout: '30s' }],
       },
       clock.now,
     );
@@ -370,7 +370,7 @@ describe('expiry', () => {
     expect(endedAt - expiresAt).toBeLessThan(2500); // within about one reaper interval
     expect(endedAt).toBe(clock.now()); // at the pass that saw it expired
 
-    await waitForState(s, shortNodes.hosts, 'Ready', 5000);
+    await waitForState(s, shortNodes.hosts, 'Ready', 15_000);
     expect([...dir.lines('reclaimed.log')].sort()).toEqual([...shortNodes.hosts].sort());
     for (const host of shortNodes.hosts) expect((await rowOf(s, host))?.[4]).toBe(1);
 
@@ -392,7 +392,7 @@ describe('expiry', () => {
       {
         defaults: { ...RATE, 'fail-hold': '3s' },
         reaperInterval: '1h',
-        pools: [{ name: 'c7', ver: '7', nodes: 3, reclaim: [logging(dir), dir.path('reclaimed.log')], reclaimTimeout: '2s' }],
+        pools: [{ name: 'c7', ver: '7', nodes: 3, reclaim: [logging(dir), dir.path('reclaimed.log')], reclaimTimeout: '30s' }],
       },
       clock.now,
     );
@@ -432,7 +432,7 @@ describe('expiry', () => {
     const ended = await show(s, opened.ssid);
     expect(ended).toMatchObject({ state: 'done', end_reason: 'expired', hosts: [] });
     expect(Date.parse(ended.ended_at!)).toBeGreaterThanOrEqual(holdEnd);
-    await waitForState(s, got.hosts, 'Ready', 5000);
+    await waitForState(s, got.hosts, 'Ready', 15_000);
     expect([...dir.lines('reclaimed.log')].sort()).toEqual([...got.hosts].sort());
   });
 });
@@ -505,7 +505,7 @@ describe('configuration reload', () => {
     expect((await inventory(s)).map((r) => r[1])).not.toContain(c7(3));
     expect((await show(s, keep.ssid)).hosts.map((h) => h.hostname)).toEqual([c7(1), c7(2)]);
     await s.get('/Session/done', { ...alpha, ssid: 'keep' });
-    await waitForState(s, [c7(1), c7(2), 'c9s-1.test.example'], 'Ready', 5000);
+    await waitForState(s, [c7(1), c7(2), 'c9s-1.test.example'], 'Ready', 15_000);
 
     const tooMany = await s.get('/Node/get', { ...alpha, count: 3 });
     expect(tooMany.status).toBe(400);
@@ -591,7 +591,7 @@ echo "$CINODE_HOSTNAME" >> "$1/reclaimed.log"
 
     dir.unlink('slow');
     const second = await restart(first.dir, spec);
-    await waitForState(second, [c7(1)], 'Ready', 5000);
+    await waitForState(second, [c7(1)], 'Ready', 15_000);
     expect(dir.lines('reclaimed.log')).toEqual([c7(1)]);
     expect((await rowOf(second, c7(1)))?.[4]).toBe(1);
   }, 60_000);
@@ -601,7 +601,7 @@ echo "$CINODE_HOSTNAME" >> "$1/reclaimed.log"
     const reclaim = dir.script('reclaim.sh', 'echo "$CINODE_HOSTNAME" >> "$1"');
     const spec: ConfigSpec = {
       defaults: RATE,
-      pools: [{ name: 'c7', ver: '7', nodes: 3, reclaim: [reclaim, dir.path('reclaimed.log')], reclaimTimeout: '2s' }],
+      pools: [{ name: 'c7', ver: '7', nodes: 3, reclaim: [reclaim, dir.path('reclaimed.log')], reclaimTimeout: '30s' }],
     };
     const first = await launch(spec);
     await first.close();
@@ -624,7 +624,7 @@ echo "$CINODE_HOSTNAME" >> "$1/reclaimed.log"
     });
 
     const second = await restart(first.dir, spec);
-    await waitForState(second, [c7(1), c7(2)], 'Ready', 5000);
+    await waitForState(second, [c7(1), c7(2)], 'Ready', 15_000);
     expect([...dir.lines('reclaimed.log')].sort()).toEqual([c7(1), c7(2)]);
     const rows = await inventory(second);
     expect(rows.map((r) => [r[1], r[4], r[5]])).toEqual([

@@ -643,7 +643,7 @@ describePostgres('a lost PostgreSQL connection', () => {
     await waitFor('the transaction to be under way', () => inTransaction, 10_000);
     await relay.cut();
     expect(isDatabaseUnavailable(await failure)).toBe(true);
-    await waitFor('the idle connection to be reported', () => dropped.length > 0, 5000);
+    await waitFor('the idle connection to be reported', () => dropped.length > 0, 15_000);
     const meanwhile = await store
       .read()
       .sessions.nextExpiry()
