@@ -4,9 +4,14 @@
  * back to service, disable/enable, the event history, the exit codes, the --json shapes, and the
  * key never printed. `npm test` builds lib/ first; on its own: `npm run build:lib` before jest.
  */
+import { jest } from '@jest/globals';
 import { requireBuiltLib, runCli, type CliRun } from './support/process.js';
 import { ScriptDir } from './support/scripts.js';
 import { KEYS, removeDir, startTestServer, waitFor, type TestServer } from './support/server.js';
+
+// Each test starts `node` several times, which takes seconds apiece on a loaded machine (a test
+// of this file took 29 s of the default 60 under two CPU burners): room, not a bound under test.
+jest.setTimeout(120_000);
 
 type Run = CliRun;
 

@@ -3,10 +3,15 @@
  * on 127.0.0.1: every command, every exit code, the --json shapes, and the key never printed.
  * `npm test` builds lib/ first; on its own: `npm run build:lib` before jest.
  */
+import { jest } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { freePort, requireBuiltLib, runCli, type CliRun } from './support/process.js';
 import { KEYS, removeDir, startTestServer, type TestServer } from './support/server.js';
+
+// Each test starts `node` several times, which takes seconds apiece on a loaded machine (this
+// file took 234 s under two CPU burners): room, not a bound under test.
+jest.setTimeout(120_000);
 
 type Run = CliRun;
 
