@@ -328,7 +328,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
     expect(states).toHaveLength(NODES);
     expect(states.filter((n) => n.session_id !== null || !['ready', 'reclaiming'].includes(n.state))).toEqual([]);
     console.info(`two replicas: ${handedOut} nodes handed out, ${refused} requests refused for capacity, no node twice`);
-  });
+  }, 180_000); // 30 bounded rounds of database work: 47 s of the default 60 s seen under two CPU burners
 
   test('the reapers of two replicas end each expired session exactly once', async () => {
     const [a, b] = await replicas();
