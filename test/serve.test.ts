@@ -89,7 +89,7 @@ test('serves, reloads on SIGHUP, stops on SIGTERM with exit 0; the key never rea
   writeFileSync(path, configYaml(dir, { pools: [{ name: 'p', nodes: 2 }] }));
   const run = runServe(['--config', path, '--listen', '127.0.0.1:0']);
   try {
-    await waitFor('the listening line', () => /cinode listening on http:\/\/127\.0\.0\.1:\d+/.test(run.stderr.join('')), 15_000);
+    await waitFor('the listening line', () => /cinode listening on http:\/\/127\.0\.0\.1:\d+/.test(run.stderr.join('')), 30_000);
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(run.stderr.join(''))![1]!;
     const got = await send(`${url}/Node/get?key=${KEYS.alpha}&count=2`);
     expect(got.status).toBe(200);
@@ -166,7 +166,7 @@ test("public-inventory: false is served, with a warning at start that it breaks 
   writeFileSync(path, configYaml(dir, { publicInventory: false }));
   const run = runServe(['--config', path, '--listen', '127.0.0.1:0']);
   try {
-    await waitFor('the warning', () => /public-inventory is false: cico's node get fails after allocating/.test(run.stdout.join('')), 15_000);
+    await waitFor('the warning', () => /public-inventory is false: cico's node get fails after allocating/.test(run.stdout.join('')), 30_000);
     expect(run.stdout.join('')).toMatch(/"level":40,[^\n]*public-inventory is false/);
     run.child.kill('SIGTERM');
     expect(await run.exit).toBe(0);
