@@ -53,6 +53,8 @@ describe('dist/', () => {
       // The action's three stages, and the single-file client (test/cli-bundle.test.ts runs it).
       expect(commands.map((m) => m[2])).toEqual(['pre', 'main', 'post', 'cli']);
       const ncc = join(REPO_ROOT, 'node_modules', '@vercel', 'ncc', 'dist', 'ncc', 'cli.js');
+      // Four bundles built at once take minutes of CPU on a loaded 2-core machine (174 s seen):
+      // the test's own timeout is 300 s.
       await Promise.all(
         commands.map(([, entry, stage, flags]) =>
           run(process.execPath, [ncc, 'build', entry!, '-o', join(out, stage!), ...flags!.trim().split(/\s+/)], { cwd: REPO_ROOT, maxBuffer: 1 << 24 }),
@@ -74,7 +76,7 @@ describe('dist/', () => {
     } finally {
       removeDir(out);
     }
-  }, 180_000);
+  }, 300_000);
 });
 
 describe.each(RUNTIMES)('the action under $name', ({ node }) => {
@@ -223,7 +225,8 @@ describe.each(RUNTIMES)('the action under $name', ({ node }) => {
     const stopMs = Date.now() - signalled;
     expect(main.signal).toBeNull();
     expectExit(main, 1, j);
-    expect(stopMs).toBeLessThan(5_000);
+    // At once: before the 10 s Retry-After it was waiting out would have ended.
+    expect(stopMs).toBeLessThan(9_000);
     expect(main.annotations).toEqual([
       expect.objectContaining({ level: 'error', message: expect.stringMatching(/^cinode was cancelled while trying to add 2 nodes: .*The post step ends the session\.$/) }),
     ]);
@@ -249,7 +252,7 @@ describe.each(RUNTIMES)('the action under $name', ({ node }) => {
 
     const post = await j.run(use, 'post');
     expectExit(post, 0, j);
-    expect(post.ms).toBeLessThan(15_000);
+    expect(post.ms).toBeLessThan(30_000); // the 4 s budget and node's start, on a loaded machine; not unbounded
     expect(post.stdout).toMatch(/no answer from .*retrying in/);
     expect(post.annotations).toHaveLength(1);
     const [warning] = post.annotations;

@@ -4,9 +4,14 @@
  * back to service, disable/enable, the event history, the exit codes, the --json shapes, and the
  * key never printed. `npm test` builds lib/ first; on its own: `npm run build:lib` before jest.
  */
+import { jest } from '@jest/globals';
 import { requireBuiltLib, runCli, type CliRun } from './support/process.js';
 import { ScriptDir } from './support/scripts.js';
 import { KEYS, removeDir, startTestServer, waitFor, type TestServer } from './support/server.js';
+
+// Each test starts `node` several times, which takes seconds apiece on a loaded machine (a test
+// of this file took 29 s of the default 60 under two CPU burners): room, not a bound under test.
+jest.setTimeout(120_000);
 
 type Run = CliRun;
 
@@ -67,7 +72,7 @@ fi
     defaults: { 'rate-limit': '1000/5m' },
     projects: { beta: { admin: true } },
     pools: [
-      { name: 'c7', ver: '7', nodes: 3, reclaim: [reclaim], reclaimTimeout: '5s' },
+      { name: 'c7', ver: '7', nodes: 3, reclaim: [reclaim], reclaimTimeout: '30s' },
       { name: 'arm', ver: '9-stream', arch: 'aarch64', flavor: 'tiny', nodes: 1 },
     ],
   });
@@ -120,7 +125,7 @@ describe('a node out of service and back', () => {
 
     const released = await cinode(['admin', 'node', 'release', host]);
     expect(released).toMatchObject({ code: 0, stderr: '', stdout: `${host}: reclaiming (released by an operator of project beta)\n` });
-    await waitFor(`${host} to be reclaimed and ready`, async () => (await stateOf(host)) === 'ready', 5_000);
+    await waitFor(`${host} to be reclaimed and ready`, async () => (await stateOf(host)) === 'ready', 15_000);
     expect(scripts.lines('reclaimed')).toContain(host);
   });
 
@@ -129,7 +134,7 @@ describe('a node out of service and back', () => {
     scripts.touch(`fail-${host}`);
     expect((await cinode(['admin', 'node', 'release', host])).code).toBe(0);
     // Released, it is reclaiming until the script ends.
-    await waitFor(`${host}'s reclaim to fail`, async () => (await stateOf(host)) === 'failed', 5_000);
+    await waitFor(`${host}'s reclaim to fail`, async () => (await stateOf(host)) === 'failed', 15_000);
 
     const events = parse<Array<{ hostname: string; to: string; reason: string; detail: string | null }>>(
       await cinode(['admin', 'events', '--node', host, '--json']),
@@ -144,7 +149,7 @@ describe('a node out of service and back', () => {
 
     // The script fails only once: released again, it comes back.
     expect((await cinode(['admin', 'node', 'release', host])).code).toBe(0);
-    await waitFor(`${host} to be ready`, async () => (await stateOf(host)) === 'ready', 5_000);
+    await waitFor(`${host} to be ready`, async () => (await stateOf(host)) === 'ready', 15_000);
   });
 
   test('disable takes a node out of service, enable returns it through reclaim', async () => {
@@ -160,7 +165,7 @@ describe('a node out of service and back', () => {
     const enabled = parse<{ hostname: string; state: string }>(await cinode(['admin', 'node', 'enable', host, '--json']));
     expect(enabled).toMatchObject({ hostname: host, state: 'reclaiming' });
     expect(Object.keys(enabled).sort()).toEqual(NODE_KEYS);
-    await waitFor(`${host} to be ready`, async () => (await stateOf(host)) === 'ready', 5_000);
+    await waitFor(`${host} to be ready`, async () => (await stateOf(host)) === 'ready', 15_000);
   });
 });
 
@@ -168,7 +173,7 @@ describe('admin events', () => {
   test("--node: the node's history, oldest first, as a table and as the /Admin/events body", async () => {
     const host = await quarantineOne('job-3');
     expect((await cinode(['admin', 'node', 'release', host])).code).toBe(0);
-    await waitFor(`${host} to be ready`, async () => (await stateOf(host)) === 'ready', 5_000);
+    await waitFor(`${host} to be ready`, async () => (await stateOf(host)) === 'ready', 15_000);
 
     const events = parse<Array<Record<string, unknown>>>(await cinode(['admin', 'events', '--node', host, '--json']));
     for (const event of events) expect(Object.keys(event).sort()).toEqual(EVENT_KEYS);

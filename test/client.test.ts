@@ -480,7 +480,7 @@ describe('cancellation', () => {
     const error = await client.getNodes().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CinodeAbortError);
     expect((error as Error).message).toMatch(/cancelled: SIGINT/);
-    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(Date.now() - started).toBeLessThan(10_000); // not the 60 s Retry-After; room for a loaded machine
     expect(transport.sent).toHaveLength(1);
   });
 
@@ -577,14 +577,14 @@ describe('ActionsHttpTransport (loopback only)', () => {
     const started = Date.now();
     const error = await failure(client.getNodes());
     expect(error.kind).toBe('transport');
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(Date.now() - started).toBeLessThan(15_000); // the 200 ms request timeout, not a hang; room for a loaded machine
   });
 
   test('an https URL to this plain-http server fails at once, not after the whole retry budget', async () => {
     const client = new CinodeClient({ url: base.replace(/^http:/, 'https:'), key: KEY, timeoutMs: 300_000 });
     const started = Date.now();
     const error = await failure(client.listSessions());
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(Date.now() - started).toBeLessThan(15_000); // not the 300 s budget; room for a loaded machine
     expect(error).toMatchObject({ kind: 'transport', permanent: true, attempts: 1 });
     expect(error.message).toMatch(/\(TLS failed \(EPROTO\): check the URL's scheme \(an https:\/\/ URL to a server that speaks plain http fails this way\) and the server's certificate; not retried\)$/);
   });

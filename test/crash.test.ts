@@ -247,13 +247,16 @@ test('SIGKILL mid-burst: a restart on the same database finds consistent nodes a
   await waitFor(
     'a busy server with nodes deployed and nodes mid-reclaim',
     async () => {
-      if (completed >= 300) {
+      if (completed >= 100) {
         const rows = (await fetch(`${first.url}/Inventory`).then((r) => r.json())) as unknown[][];
         seen = { reclaiming: rows.filter((row) => row[5] === 'Deprovision').length, deployed: rows.filter((row) => row[5] === 'Deployed').length };
       }
-      return (completed >= 300 && seen.reclaiming >= 3 && seen.deployed >= 5) || completed >= 2000 || Date.now() - started > 20_000;
+      // After 20 s (a loaded machine) the kill comes with less done, but never before what the
+      // checks below need: 100 replies and a node mid-reclaim.
+      const enough = completed >= 100 && seen.reclaiming >= 1;
+      return (completed >= 300 && seen.reclaiming >= 3 && seen.deployed >= 5) || completed >= 2000 || (enough && Date.now() - started > 20_000);
     },
-    30_000,
+    50_000,
   );
   const killedAfter = completed;
   const exit = await first.kill('SIGKILL');
@@ -393,4 +396,4 @@ test('SIGKILL mid-burst: a restart on the same database finds consistent nodes a
   const stopped = await second.kill('SIGTERM');
   expect(stopped.code).toBe(0);
   proc = undefined;
-});
+}, 120_000);

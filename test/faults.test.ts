@@ -1,8 +1,9 @@
 /**
  * Fault injection (issue 15): the database file full mid-burst (SQLite's max_page_count, a
- * size-limited file), a reclaim command killed by a signal, and the clock jumping forward and
- * back. Each must end in clear answers (503 `{"msg"}`, never a 500), no partial change, and
- * recovery once the fault is gone. Real server on loopback, real SQLite file.
+ * size-limited file) or read-only mid-burst (SQLite's query_only), a reclaim command killed by a
+ * signal, and the clock jumping forward and back. Each must end in clear answers (503 `{"msg"}`,
+ * never a 500), no partial change, and recovery once the fault is gone. Real server on loopback,
+ * real SQLite file.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
@@ -15,7 +16,7 @@ import { testDatabaseKind, testDatabaseUrl } from './support/database.js';
 const onSqlite = testDatabaseKind() === 'sqlite';
 if (!onSqlite) {
   // Not registered at all (rather than skipped): the SQLite pass runs it.
-  console.info('test/faults.test.ts: the full database file runs in the SQLite pass only');
+  console.info('test/faults.test.ts: the full and the read-only database file run in the SQLite pass only');
 }
 const sqliteOnly = (name: string, body: () => Promise<void>, timeoutMs: number): void => {
   if (onSqlite) test(name, body, timeoutMs);
@@ -72,6 +73,83 @@ sqliteOnly('the database file full mid-burst: 503s that change nothing, then rec
     await sql.raw('PRAGMA max_page_count = 1073741823').execute(db);
     expect((await server.get('/Session/get', { key: KEYS.alpha, alias: 'after-the-fault' })).status).toBe(200);
     expect((await server.get('/healthz')).status).toBe(200);
+  } finally {
+    await server.close();
+    removeDir(server.dir);
+  }
+}, 60_000);
+
+/** What a fault must leave alone: every node's row and every session's row, as they are. */
+async function snapshot(server: TestServer): Promise<unknown> {
+  const db = server.server.store.db;
+  return {
+    nodes: await db.selectFrom('nodes').selectAll().orderBy('hostname').execute(),
+    sessions: await db.selectFrom('sessions').selectAll().orderBy('id').execute(),
+  };
+}
+
+/**
+ * The database file turns read-only under a running server. A filesystem cannot be made read-only
+ * under a process that has a file on it open for writing: the kernel refuses to remount it (EBUSY),
+ * and ext4's emergency read-only (errors=remount-ro) cannot be undone without unmounting. So SQLite
+ * itself is told to refuse writes (`PRAGMA query_only`), which fails them with SQLITE_READONLY,
+ * the code a read-only database file gives, and is lifted again to test the recovery.
+ */
+sqliteOnly('the database read-only mid-burst: writes get 503s that change nothing, reads go on, writes recover', async () => {
+  // Enough nodes for every allocation of the burst: a 503 here is the database's, never capacity's.
+  const server = await startTestServer({ pools: [{ name: 'c7', nodes: 32 }], projects: { alpha: { 'rate-limit': '100000/1m', 'node-quota': 1000 } } });
+  const readOnly = (on: boolean) => sql.raw(`PRAGMA query_only = ${on ? 'ON' : 'OFF'}`).execute(server.server.store.db);
+  const write = (i: number) =>
+    i % 4 === 0 ? server.get('/Node/get', { key: KEYS.alpha, count: 2 }) : server.get('/Session/get', { key: KEYS.alpha, alias: `ro-${i}` });
+  try {
+    const held = (await server.get('/Node/get', { key: KEYS.alpha, count: 1 })).json as { ssid: string; hosts: string[] };
+
+    // A burst in flight; the database turns read-only once its first replies are in.
+    let answered = 0;
+    const first = Array.from({ length: 40 }, (_, i) => write(i).finally(() => answered++));
+    await waitFor('the first replies of the burst', () => answered >= 5);
+    await readOnly(true);
+    const whileReadOnly = await snapshot(server);
+    const second = Array.from({ length: 40 }, (_, i) => write(40 + i));
+    const firstReplies = await Promise.all(first);
+    const secondReplies = await Promise.all(second);
+
+    // docs/api.md, Errors: "the database cannot be reached", 503 with the API's {"msg"}.
+    const unavailable = (reply: { status: number; json: unknown }) =>
+      expect({ status: reply.status, msg: (reply.json as { msg?: string } | undefined)?.msg }).toEqual({
+        status: 503,
+        msg: expect.stringMatching(/database is unavailable/),
+      });
+    expect(firstReplies.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(5);
+    for (const reply of firstReplies.filter((r) => r.status !== 200)) unavailable(reply);
+    // Everything sent after the database turned read-only is refused, with the API's 503.
+    for (const reply of secondReplies) unavailable(reply);
+    // Calls that change an existing session are refused too, and change nothing.
+    unavailable(await server.get('/Session/extend', { key: KEYS.alpha, ssid: held.ssid, lifetime: '12h' }));
+    unavailable(await server.get('/Node/fail', { key: KEYS.alpha, ssid: held.ssid }));
+    unavailable(await server.get('/Node/done', { key: KEYS.alpha, ssid: held.ssid }));
+    expect(await snapshot(server)).toEqual(whileReadOnly);
+
+    // Reads go on: the session held, the list of what was acknowledged, the inventory.
+    const show = await server.get('/Session/show', { key: KEYS.alpha, ssid: held.ssid });
+    expect(show.status).toBe(200);
+    expect((show.json as { hosts: Array<{ hostname: string; state: string }> }).hosts).toEqual([
+      expect.objectContaining({ hostname: held.hosts[0], state: 'deployed' }),
+    ]);
+    const acknowledged = new Set([held.ssid, ...firstReplies.filter((r) => r.status === 200).map((r) => (r.json as { ssid: string }).ssid)]);
+    const list = await server.get('/Session/list', { key: KEYS.alpha });
+    expect(list.status).toBe(200);
+    expect(new Set((list.json as Array<{ ssid: string }>).map((s) => s.ssid))).toEqual(acknowledged);
+    expect((await server.get('/Inventory')).status).toBe(200);
+    await checkConsistent(server);
+
+    // Writable again: writes succeed, on the session held through the fault too.
+    await readOnly(false);
+    expect((await server.get('/Session/get', { key: KEYS.alpha, alias: 'after-the-fault' })).status).toBe(200);
+    expect((await server.get('/Node/get', { key: KEYS.alpha, ssid: held.ssid, count: 1 })).status).toBe(200);
+    expect((await server.get('/Node/done', { key: KEYS.alpha, ssid: held.ssid })).status).toBe(200);
+    expect((await server.get('/healthz')).status).toBe(200);
+    await checkConsistent(server);
   } finally {
     await server.close();
     removeDir(server.dir);

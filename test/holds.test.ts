@@ -53,7 +53,7 @@ async function launch(): Promise<{ s: TestServer; clock: DrivenClock; reclaimed:
       reaperInterval: '1h',
       defaults: { 'rate-limit': '100/5m' },
       projects: { alpha: hold, never: hold, beta: { admin: true } },
-      pools: [{ ...POOL, reclaim: [reclaim, scripts.path('reclaimed.log')], reclaimTimeout: '2s' }],
+      pools: [{ ...POOL, reclaim: [reclaim, scripts.path('reclaimed.log')], reclaimTimeout: '30s' }],
     },
     clock.now,
   );
@@ -123,7 +123,7 @@ describe('held nodes', () => {
     expect(reclaimed()).toEqual([]);
     clock.advance(FAIL_HOLD_MS);
     await reapNow(s);
-    await waitForState(s, got.hosts, 'Ready', 5_000);
+    await waitForState(s, got.hosts, 'Ready', 15_000);
     expect([...reclaimed()].sort()).toEqual(got.hosts);
     const ended = (await ok<EventView[]>(s, '/Admin/events', { ...beta, hostname: c7(1) })).find((e) => e.from === 'held');
     expect(ended).toMatchObject({ to: 'reclaiming', reason: 'hold ended', ssid: got.ssid, project: 'never', alias: 'dbg' });
@@ -141,7 +141,7 @@ describe('held nodes', () => {
 
     const released = await ok<AdminNodeView>(s, '/Admin/node/release', { ...beta, hostname: c7(1) });
     expect(released).toMatchObject({ hostname: c7(1), state: 'reclaiming', ssid: null, reason: 'released by an operator of project beta' });
-    await waitForState(s, [c7(1)], 'Ready', 3_000);
+    await waitForState(s, [c7(1)], 'Ready', 15_000);
     expect(reclaimed()).toEqual([c7(1)]);
     const show = await ok<Show>(s, '/Session/show', { ...never, ssid: got.ssid });
     expect(show.hosts).toEqual([expect.objectContaining({ hostname: c7(2), state: 'held' })]);
@@ -167,7 +167,7 @@ describe('failed nodes', () => {
 
     const released = await ok<AdminNodeView>(s, '/Admin/node/release', { ...beta, hostname: c7(1) });
     expect(released).toMatchObject({ state: 'reclaiming', reason: 'released by an operator of project beta' });
-    await waitForState(s, [c7(1)], 'Ready', 3_000);
+    await waitForState(s, [c7(1)], 'Ready', 15_000);
     expect(reclaimed().filter((h) => h === c7(1))).toHaveLength(1);
     expect((await ok<Got>(s, '/Node/get', alpha)).hosts).toEqual([c7(1)]);
   });
@@ -189,7 +189,7 @@ describe('operators', () => {
 
     const enabled = await ok<AdminNodeView>(s, '/Admin/node/enable', { ...beta, hostname: c7(1) });
     expect(enabled).toMatchObject({ state: 'reclaiming', reason: 'enabled by an operator of project beta' });
-    await waitForState(s, [c7(1)], 'Ready', 3_000);
+    await waitForState(s, [c7(1)], 'Ready', 15_000);
     expect(reclaimed().filter((h) => h === c7(1))).toHaveLength(1);
     expect((await ok<Got>(s, '/Node/get', alpha)).hosts).toEqual([c7(1)]);
   });

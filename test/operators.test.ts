@@ -77,7 +77,7 @@ test('serve finds its configuration through CINODE_CONFIG, and --log-level warn 
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
   try {
-    await waitFor('the listening line', () => /cinode listening on http:\/\/127\.0\.0\.1:\d+/.test(stderr), 15_000);
+    await waitFor('the listening line', () => /cinode listening on http:\/\/127\.0\.0\.1:\d+/.test(stderr), 30_000);
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)![1]!;
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
     child.kill('SIGTERM');

@@ -328,7 +328,7 @@ describePostgres('several replicas on one PostgreSQL database', () => {
     expect(states).toHaveLength(NODES);
     expect(states.filter((n) => n.session_id !== null || !['ready', 'reclaiming'].includes(n.state))).toEqual([]);
     console.info(`two replicas: ${handedOut} nodes handed out, ${refused} requests refused for capacity, no node twice`);
-  });
+  }, 180_000); // 30 bounded rounds of database work: 47 s of the default 60 s seen under two CPU burners
 
   test('the reapers of two replicas end each expired session exactly once', async () => {
     const [a, b] = await replicas();
@@ -629,18 +629,21 @@ describePostgres('a lost PostgreSQL connection', () => {
 
     // One connection busy in a transaction, one idle in the pool, when the network goes.
     await Promise.all([store.read().sessions.nextExpiry(), store.read().sessions.nextExpiry(), store.read().sessions.nextExpiry()]);
+    let inTransaction = false;
     const running = store.db.transaction().execute(async (trx) => {
       await sql`select 1`.execute(trx);
+      inTransaction = true;
       await sql`select pg_sleep(5)`.execute(trx);
     });
     const failure = running.then(
       () => undefined,
       (error: unknown) => error,
     );
-    await sleep(300);
+    // Cut once the transaction is open and its 5 s query sent, however long a loaded machine took.
+    await waitFor('the transaction to be under way', () => inTransaction, 10_000);
     await relay.cut();
     expect(isDatabaseUnavailable(await failure)).toBe(true);
-    await waitFor('the idle connection to be reported', () => dropped.length > 0, 5000);
+    await waitFor('the idle connection to be reported', () => dropped.length > 0, 15_000);
     const meanwhile = await store
       .read()
       .sessions.nextExpiry()

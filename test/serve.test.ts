@@ -89,7 +89,7 @@ test('serves, reloads on SIGHUP, stops on SIGTERM with exit 0; the key never rea
   writeFileSync(path, configYaml(dir, { pools: [{ name: 'p', nodes: 2 }] }));
   const run = runServe(['--config', path, '--listen', '127.0.0.1:0']);
   try {
-    await waitFor('the listening line', () => /cinode listening on http:\/\/127\.0\.0\.1:\d+/.test(run.stderr.join('')), 15_000);
+    await waitFor('the listening line', () => /cinode listening on http:\/\/127\.0\.0\.1:\d+/.test(run.stderr.join('')), 30_000);
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(run.stderr.join(''))![1]!;
     const got = await send(`${url}/Node/get?key=${KEYS.alpha}&count=2`);
     expect(got.status).toBe(200);
@@ -128,10 +128,10 @@ describe('a start that fails exits at once, non-zero, having closed what it open
       const run = runServe(['--config', path, '--listen', `127.0.0.1:${port}`]);
       // The process ends by itself: a reaper timer, a worker or a PostgreSQL pool left open would
       // keep it alive (the test's own deadline is the bound).
-      const code = await Promise.race([run.exit, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 15_000).unref())]);
+      const code = await Promise.race([run.exit, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 30_000).unref())]);
       if (code === 'hung') run.child.kill('SIGKILL');
       expect(code).toBe(2);
-      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(Date.now() - started).toBeLessThan(30_000);
       expect(run.stderr.join('')).toContain(`cinode: could not start: listen EADDRINUSE: address already in use 127.0.0.1:${port}`);
       // SQLite removes the write-ahead log when the last connection closes: the database was closed.
       const database = /^sqlite:(.*)$/.exec(/database: "(.*)"/.exec(readFileSync(path, 'utf8'))![1]!);
@@ -166,7 +166,7 @@ test("public-inventory: false is served, with a warning at start that it breaks 
   writeFileSync(path, configYaml(dir, { publicInventory: false }));
   const run = runServe(['--config', path, '--listen', '127.0.0.1:0']);
   try {
-    await waitFor('the warning', () => /public-inventory is false: cico's node get fails after allocating/.test(run.stdout.join('')), 15_000);
+    await waitFor('the warning', () => /public-inventory is false: cico's node get fails after allocating/.test(run.stdout.join('')), 30_000);
     expect(run.stdout.join('')).toMatch(/"level":40,[^\n]*public-inventory is false/);
     run.child.kill('SIGTERM');
     expect(await run.exit).toBe(0);

@@ -161,7 +161,8 @@ describeWithSshd('contextualization over SSH', () => {
     expect(install.reason).toBe(`contextualize exited with 255: ssh: connect to host 127.0.0.1 port ${port}: Connection refused`);
     const remove = await removeKeys(settings, { ...target, sshPort: port });
     expect(remove.reason).toMatch(/^decontextualize exited with 255: .*Connection refused$/);
-    expect(Date.now() - started).toBeLessThan(3_000);
+    // Refused at once, not waited out: two runs in well under one 10 s timeout, even on a loaded machine.
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   describe('host keys', () => {
@@ -236,7 +237,8 @@ describeWithSshd('contextualization over SSH', () => {
       const port = (silent.address() as { port: number }).port;
       const started = Date.now();
       const result = await installKeys({ ...settings, timeoutMs: 1_500 }, { ...target, sshPort: port }, [alice[1]]);
-      expect(Date.now() - started).toBeLessThan(3_000);
+      // Ended by the 1.5 s timeout (the reason says so), where it would hang: room for a loaded machine.
+      expect(Date.now() - started).toBeLessThan(15_000);
       expect(result.ok).toBe(false);
       expect(result.reason).toMatch(/^contextualize .*timed out/);
     });
@@ -244,7 +246,8 @@ describeWithSshd('contextualization over SSH', () => {
     test('a remote command that hangs after login is killed at the timeout', async () => {
       const started = Date.now();
       const result = await removeKeys({ ...settings, authorizedKeys: FIFO(), timeoutMs: 1_500 }, target);
-      expect(Date.now() - started).toBeLessThan(3_500);
+      // Killed at the 1.5 s timeout (the reason says so), where it would hang: room for a loaded machine.
+      expect(Date.now() - started).toBeLessThan(15_000);
       expect(result).toMatchObject({ ok: false, reason: 'decontextualize timed out after 2s and was killed' });
     });
 

@@ -15,7 +15,8 @@ import { configYaml, type ConfigSpec } from './server.js';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI_PATH = join(REPO_ROOT, 'lib', 'cli', 'main.js');
 
-const START_TIMEOUT_MS = 15_000;
+/** A deadline, not a speed: a `cinode serve` on a loaded machine took 15 s to say it listens. */
+const START_TIMEOUT_MS = 30_000;
 const START_ATTEMPTS = 3;
 
 /** Fails (for a jest `beforeAll`) when the compiled server is missing. */
