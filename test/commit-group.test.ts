@@ -103,3 +103,15 @@ test('more transactions than one group holds are all committed, in groups, in th
   expect(order).toEqual(names);
   expect(await marks()).toEqual(names);
 });
+
+test('a transaction alone that fails is rolled back whole and fails with its own error', async () => {
+  const group = new CommitGroup(store.db);
+  await expect(
+    group.run(async (trx) => {
+      await sql`insert into marks (name) values ('alone')`.execute(trx);
+      throw new Error('the lone request fails');
+    }),
+  ).rejects.toThrow('the lone request fails');
+  expect(await marks()).toEqual([]);
+  expect(await group.run(async () => 'next')).toBe('next');
+});

@@ -57,7 +57,9 @@ export class CommitGroup {
     const outcomes: Outcome[] = [];
     try {
       await this.db.transaction().execute(async (trx) => {
-        for (const pending of group) outcomes.push(await inSavepoint(trx, pending.work));
+        // Alone, a transaction needs no savepoint: if it fails, the whole transaction is rolled back.
+        if (group.length === 1) outcomes.push({ ok: true, value: await group[0]!.work(trx) });
+        else for (const pending of group) outcomes.push(await inSavepoint(trx, pending.work));
       });
       group.forEach((pending, i) => {
         const outcome = outcomes[i]!;
