@@ -2,10 +2,13 @@
  * The event history: every state change of a node or a session, and each pool command that failed,
  * written in the same transaction as the change it records (so it can never disagree with it).
  */
-import { sql, type RawBuilder } from 'kysely';
+import { sql } from 'kysely';
+import type { NodeMove } from '../core/lifecycle.js';
 import type { Change, EventQueries, HistoryEvent } from '../core/storage.js';
 import type { NodeState } from '../api/states.js';
+import { run } from './compiled.js';
 import { chunks, type QueryContext } from './context.js';
+import { moveKey, targetState } from './moves.js';
 
 /** Which nodes a coming change is about. */
 export interface NodeSelection {
@@ -22,70 +25,73 @@ export class History implements EventQueries {
   constructor(private readonly ctx: QueryContext) {}
 
   /**
-   * Records the coming change of the selected nodes to `to` (a state expression over the node's
-   * row), one event per node with its state now, its session, project and alias. Runs before the
-   * change.
+   * Records the coming change of the selected nodes by `moved`, one event per node with its state
+   * now, the state the move leads it to, its session, project and alias. Runs before the change.
    */
-  async nodesChanging(selection: NodeSelection, to: RawBuilder<NodeState>, change: Change): Promise<void> {
+  async nodesChanging(selection: NodeSelection, moved: NodeMove, change: Change): Promise<void> {
     const { ids, sessions, joining, states } = selection;
+    const to = targetState(moved);
     for (const chunk of ids ? chunks(ids) : [undefined]) {
-      await this.ctx.db
-        .insertInto('events')
-        .columns(['at', 'subject', 'node_id', 'hostname', 'pool', 'session_id', 'ssid', 'project', 'alias', 'from_state', 'to_state', 'reason', 'detail'])
-        .expression((eb) =>
-          eb
-            .selectFrom('nodes')
-            .leftJoin('sessions', (join) =>
-              joining === undefined ? join.onRef('sessions.id', '=', 'nodes.session_id') : join.on('sessions.id', '=', joining),
-            )
-            .leftJoin('projects', 'projects.id', 'sessions.project_id')
-            .select([
-              sql<number>`cast(${change.at} as bigint)`.as('at'),
-              sql<string>`'node'`.as('subject'),
-              'nodes.id',
-              'nodes.hostname',
-              'nodes.pool',
-              'sessions.id as session_id',
-              'sessions.ssid',
-              'projects.name',
-              'sessions.alias',
-              'nodes.state',
-              to.as('to_state'),
-              sql<string>`cast(${change.reason} as text)`.as('reason'),
-              sql<string | null>`cast(${change.detail ?? null} as text)`.as('detail'),
-            ])
-            .$if(chunk !== undefined, (q) => q.where('nodes.id', 'in', chunk!))
-            .$if(sessions !== undefined && joining === undefined, (q) => q.where('nodes.session_id', 'in', sessions!))
-            .$if(states !== undefined, (q) => q.where('nodes.state', 'in', states!)),
-        )
-        .execute();
+      const values = { at: change.at, reason: change.reason, detail: change.detail ?? null, ids: chunk, sessions, joining, states };
+      await run(this.ctx, `history.nodesChanging ${moveKey(moved)}`, values, (v) =>
+        this.ctx.db
+          .insertInto('events')
+          .columns(['at', 'subject', 'node_id', 'hostname', 'pool', 'session_id', 'ssid', 'project', 'alias', 'from_state', 'to_state', 'reason', 'detail'])
+          .expression((eb) =>
+            eb
+              .selectFrom('nodes')
+              .leftJoin('sessions', (join) =>
+                v.joining === undefined ? join.onRef('sessions.id', '=', 'nodes.session_id') : join.on('sessions.id', '=', v.joining),
+              )
+              .leftJoin('projects', 'projects.id', 'sessions.project_id')
+              .select([
+                sql<number>`cast(${v.at} as bigint)`.as('at'),
+                sql<string>`'node'`.as('subject'),
+                'nodes.id',
+                'nodes.hostname',
+                'nodes.pool',
+                'sessions.id as session_id',
+                'sessions.ssid',
+                'projects.name',
+                'sessions.alias',
+                'nodes.state',
+                to.as('to_state'),
+                sql<string>`cast(${v.reason} as text)`.as('reason'),
+                sql<string | null>`cast(${v.detail} as text)`.as('detail'),
+              ])
+              .$if(v.ids !== undefined, (q) => q.where('nodes.id', 'in', v.ids!))
+              .$if(v.sessions !== undefined && v.joining === undefined, (q) => q.where('nodes.session_id', 'in', v.sessions!))
+              .$if(v.states !== undefined, (q) => q.where('nodes.state', 'in', v.states!)),
+          ),
+      );
     }
   }
 
   /** Records the coming change of the sessions `ids` from `from` (null: new) to `to`. */
   async sessionsChanging(ids: readonly number[], from: string | null, to: string, change: Change): Promise<void> {
     for (const chunk of chunks(ids)) {
-      await this.ctx.db
-        .insertInto('events')
-        .columns(['at', 'subject', 'session_id', 'ssid', 'project', 'alias', 'from_state', 'to_state', 'reason'])
-        .expression((eb) =>
-          eb
-            .selectFrom('sessions')
-            .innerJoin('projects', 'projects.id', 'sessions.project_id')
-            .select([
-              sql<number>`cast(${change.at} as bigint)`.as('at'),
-              sql<string>`'session'`.as('subject'),
-              'sessions.id',
-              'sessions.ssid',
-              'projects.name',
-              'sessions.alias',
-              sql<string | null>`cast(${from} as text)`.as('from_state'),
-              sql<string>`cast(${to} as text)`.as('to_state'),
-              sql<string>`cast(${change.reason} as text)`.as('reason'),
-            ])
-            .where('sessions.id', 'in', chunk),
-        )
-        .execute();
+      await run(this.ctx, 'history.sessionsChanging', { at: change.at, from, to, reason: change.reason, ids: chunk }, (v) =>
+        this.ctx.db
+          .insertInto('events')
+          .columns(['at', 'subject', 'session_id', 'ssid', 'project', 'alias', 'from_state', 'to_state', 'reason'])
+          .expression((eb) =>
+            eb
+              .selectFrom('sessions')
+              .innerJoin('projects', 'projects.id', 'sessions.project_id')
+              .select([
+                sql<number>`cast(${v.at} as bigint)`.as('at'),
+                sql<string>`'session'`.as('subject'),
+                'sessions.id',
+                'sessions.ssid',
+                'projects.name',
+                'sessions.alias',
+                sql<string | null>`cast(${v.from} as text)`.as('from_state'),
+                sql<string>`cast(${v.to} as text)`.as('to_state'),
+                sql<string>`cast(${v.reason} as text)`.as('reason'),
+              ])
+              .where('sessions.id', 'in', v.ids),
+          ),
+      );
     }
   }
 

@@ -19,6 +19,7 @@
  * still reports is handled by running the transaction again (store.ts).
  */
 import { sql } from 'kysely';
+import { run } from './compiled.js';
 import type { QueryContext } from './context.js';
 
 /** The PostgreSQL advisory lock that serializes configuration syncs of replicas starting together. */
@@ -43,7 +44,9 @@ export function takeUnclaimed<Q extends Skippable<Q>>(ctx: QueryContext, query: 
 
 /** Serializes the calls of one project until commit. */
 export async function lockProject(ctx: QueryContext, projectId: number): Promise<void> {
-  if (ctx.dialect === 'postgres') await ctx.db.selectFrom('projects').select('id').where('id', '=', projectId).forUpdate().execute();
+  if (ctx.dialect === 'postgres') {
+    await run(ctx, 'locks.project', { projectId }, (v) => ctx.db.selectFrom('projects').select('id').where('id', '=', v.projectId).forUpdate());
+  }
 }
 
 /** Serializes the fill decisions of one pool across replicas until commit. */

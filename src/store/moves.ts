@@ -54,3 +54,11 @@ export function moveColumns(m: NodeMove, change: Change): Record<string, unknown
   if (m.withKeys !== undefined) columns.contextualized = m.withKeys ? 1 : 0;
   return columns;
 }
+
+/**
+ * What makes two moves compile to the same SQL (compiled.ts): the event (its transition), the
+ * pools without aftercare and the values a move carries.
+ */
+export function moveKey(m: NodeMove): string {
+  return `${m.event}/${m.poolsWithoutAftercare.join(',')}/${m.reporter}/${m.holdUntil}/${m.retryAt}/${m.withKeys}`;
+}

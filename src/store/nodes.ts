@@ -6,10 +6,11 @@ import type { NodeMove } from '../core/lifecycle.js';
 import type { NodeState } from '../api/states.js';
 import type { Node } from '../core/model.js';
 import type { Change, ListedNode, NodeQueries } from '../core/storage.js';
+import { first, rows, run } from './compiled.js';
 import { chunks, type QueryContext } from './context.js';
 import type { History } from './history.js';
 import { takeUnclaimed } from './locks.js';
-import { moveColumns, targetState } from './moves.js';
+import { moveColumns, moveKey } from './moves.js';
 import { toNode } from './rows.js';
 
 export class NodeStore implements NodeQueries {
@@ -19,32 +20,38 @@ export class NodeStore implements NodeQueries {
   ) {}
 
   async pickReady(pools: readonly string[], count: number): Promise<Node[]> {
-    const query = this.ctx.db
-      .selectFrom('nodes')
-      .selectAll()
-      .where('pool', 'in', pools)
-      .where('state', '=', 'ready')
-      .where('retired', '=', 0)
-      .orderBy('used_count')
-      .orderBy('id')
-      .limit(count);
-    return (await takeUnclaimed(this.ctx, query).execute()).map(toNode);
+    const picked = await rows(this.ctx, 'nodes.pickReady', { pools, count }, (v) =>
+      takeUnclaimed(
+        this.ctx,
+        this.ctx.db
+          .selectFrom('nodes')
+          .selectAll()
+          .where('pool', 'in', v.pools)
+          .where('state', '=', 'ready')
+          .where('retired', '=', 0)
+          .orderBy('used_count')
+          .orderBy('id')
+          .limit(v.count),
+      ),
+    );
+    return picked.map(toNode);
   }
 
   async assign(sessionId: number, nodeIds: readonly number[], now: number, allocated: NodeMove): Promise<void> {
     const { from } = allocated.transition;
+    const key = moveKey(allocated);
     for (const ids of chunks(nodeIds)) {
-      await this.history.nodesChanging({ ids, joining: sessionId }, targetState(allocated), { at: now, reason: 'allocated' });
-      await this.ctx.db
-        .updateTable('nodes')
-        .set({ ...moveColumns(allocated, { at: now, reason: 'allocated' }), session_id: sessionId, reason: null })
-        .where('id', 'in', ids)
-        .where('state', 'in', from)
-        .execute();
-      await this.ctx.db
-        .insertInto('session_nodes')
-        .values(ids.map((id) => ({ session_id: sessionId, node_id: id, added_at: now })))
-        .execute();
+      await this.history.nodesChanging({ ids, joining: sessionId }, allocated, { at: now, reason: 'allocated' });
+      await run(this.ctx, `nodes.assign ${key}`, { at: now, sessionId, ids, from }, (v) =>
+        this.ctx.db
+          .updateTable('nodes')
+          .set({ ...moveColumns(allocated, { at: v.at, reason: 'allocated' }), session_id: v.sessionId, reason: null })
+          .where('id', 'in', v.ids)
+          .where('state', 'in', v.from),
+      );
+      await run(this.ctx, 'nodes.assign session_nodes', { sessionId, ids, now }, (v) =>
+        this.ctx.db.insertInto('session_nodes').values(v.ids.map((id) => ({ session_id: v.sessionId, node_id: id, added_at: v.now }))),
+      );
     }
   }
 
@@ -60,37 +67,42 @@ export class NodeStore implements NodeQueries {
   async leaveSessions(sessionIds: readonly number[], nodeIds: readonly number[] | undefined, moved: NodeMove, change: Change): Promise<void> {
     const { from } = moved.transition;
     const undone = moved.event === 'allocation-undone';
+    const key = moveKey(moved);
     for (const ids of nodeIds ? chunks(nodeIds) : [undefined]) {
-      await this.history.nodesChanging({ ids, sessions: sessionIds, states: from }, targetState(moved), change);
-      await this.ctx.db
-        .updateTable('nodes')
-        .set(moveColumns(moved, change))
-        .$if(ids !== undefined, (q) => q.where('id', 'in', ids!))
-        .where('session_id', 'in', sessionIds)
-        .where('state', 'in', from)
-        .execute();
+      await this.history.nodesChanging({ ids, sessions: sessionIds, states: from }, moved, change);
+      const values = { at: change.at, reason: change.reason, ids, sessionIds, from };
+      await run(this.ctx, `nodes.leave ${key}`, values, (v) =>
+        this.ctx.db
+          .updateTable('nodes')
+          .set(moveColumns(moved, { at: v.at, reason: v.reason }))
+          .$if(v.ids !== undefined, (q) => q.where('id', 'in', v.ids!))
+          .where('session_id', 'in', v.sessionIds)
+          .where('state', 'in', v.from),
+      );
       if (undone) {
-        await this.ctx.db
-          .deleteFrom('session_nodes')
-          .where('session_id', 'in', sessionIds)
-          .$if(ids !== undefined, (q) => q.where('node_id', 'in', ids!))
-          .execute();
+        await run(this.ctx, 'nodes.leave undone', { sessionIds, ids }, (v) =>
+          this.ctx.db
+            .deleteFrom('session_nodes')
+            .where('session_id', 'in', v.sessionIds)
+            .$if(v.ids !== undefined, (q) => q.where('node_id', 'in', v.ids!)),
+        );
         continue;
       }
-      await this.ctx.db
-        .updateTable('session_nodes')
-        .set({ released_at: change.at, release_reason: change.reason })
-        .where('session_id', 'in', sessionIds)
-        .$if(ids !== undefined, (q) => q.where('node_id', 'in', ids!))
-        .where('released_at', 'is', null)
-        .execute();
+      await run(this.ctx, 'nodes.leave released', { at: change.at, reason: change.reason, sessionIds, ids }, (v) =>
+        this.ctx.db
+          .updateTable('session_nodes')
+          .set({ released_at: v.at, release_reason: v.reason })
+          .where('session_id', 'in', v.sessionIds)
+          .$if(v.ids !== undefined, (q) => q.where('node_id', 'in', v.ids!))
+          .where('released_at', 'is', null),
+      );
     }
   }
 
   async apply(nodeIds: readonly number[], moved: NodeMove, change: Change): Promise<void> {
     const { from } = moved.transition;
     for (const ids of chunks(nodeIds)) {
-      await this.history.nodesChanging({ ids, states: from }, targetState(moved), change);
+      await this.history.nodesChanging({ ids, states: from }, moved, change);
       await this.ctx.db.updateTable('nodes').set(moveColumns(moved, change)).where('id', 'in', ids).where('state', 'in', from).execute();
     }
   }
@@ -124,8 +136,10 @@ export class NodeStore implements NodeQueries {
   }
 
   async ofSession(sessionId: number): Promise<Node[]> {
-    const rows = await this.ctx.db.selectFrom('nodes').selectAll().where('session_id', '=', sessionId).orderBy('id').execute();
-    return rows.map(toNode);
+    const found = await rows(this.ctx, 'nodes.ofSession', { sessionId }, (v) =>
+      this.ctx.db.selectFrom('nodes').selectAll().where('session_id', '=', v.sessionId).orderBy('id'),
+    );
+    return found.map(toNode);
   }
 
   async ofSessions(sessionIds: readonly number[]): Promise<Map<number, Node[]>> {
@@ -138,14 +152,15 @@ export class NodeStore implements NodeQueries {
   }
 
   async countInUse(projectId: number): Promise<number> {
-    const row = await this.ctx.db
-      .selectFrom('nodes')
-      .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('sessions.project_id', '=', projectId)
-      .where('sessions.state', '=', 'active')
-      .executeTakeFirstOrThrow();
-    return Number(row.n);
+    const row = await first(this.ctx, 'nodes.countInUse', { projectId }, (v) =>
+      this.ctx.db
+        .selectFrom('nodes')
+        .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('sessions.project_id', '=', v.projectId)
+        .where('sessions.state', '=', 'active'),
+    );
+    return Number(row!.n);
   }
 
   async countFailedAndHeld(projectId: number): Promise<number> {

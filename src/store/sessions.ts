@@ -4,6 +4,7 @@ import type { NodeMove } from '../core/lifecycle.js';
 import type { EndReason } from '../api/states.js';
 import type { Session } from '../core/model.js';
 import type { Change, NewSession, SessionQueries } from '../core/storage.js';
+import { first, run } from './compiled.js';
 import { chunks, type QueryContext } from './context.js';
 import type { History } from './history.js';
 import { forChange, lockProject, takeUnclaimed } from './locks.js';
@@ -22,17 +23,23 @@ export class SessionStore implements SessionQueries {
   }
 
   async byRef(projectId: number, ref: string): Promise<Session | undefined> {
-    const bySsid = await forChange(this.ctx, this.ctx.db.selectFrom('sessions').selectAll().where('project_id', '=', projectId).where('ssid', '=', ref)).executeTakeFirst();
+    const bySsid = await first(this.ctx, 'sessions.bySsid', { projectId, ref }, (v) =>
+      forChange(this.ctx, this.ctx.db.selectFrom('sessions').selectAll().where('project_id', '=', v.projectId).where('ssid', '=', v.ref)),
+    );
     if (bySsid) return toSession(bySsid);
-    const byAlias = this.ctx.db
-      .selectFrom('sessions')
-      .selectAll()
-      .where('project_id', '=', projectId)
-      .where('alias', '=', ref)
-      .orderBy(sql`case when state = 'active' then 0 else 1 end`)
-      .orderBy('id', 'desc')
-      .limit(1);
-    const row = await forChange(this.ctx, byAlias).executeTakeFirst();
+    const row = await first(this.ctx, 'sessions.byAlias', { projectId, ref }, (v) =>
+      forChange(
+        this.ctx,
+        this.ctx.db
+          .selectFrom('sessions')
+          .selectAll()
+          .where('project_id', '=', v.projectId)
+          .where('alias', '=', v.ref)
+          .orderBy(sql`case when state = 'active' then 0 else 1 end`)
+          .orderBy('id', 'desc')
+          .limit(1),
+      ),
+    );
     return row ? toSession(row) : undefined;
   }
 
@@ -43,18 +50,14 @@ export class SessionStore implements SessionQueries {
   }
 
   async insert(session: NewSession): Promise<Session> {
-    const row = await this.ctx.db
-      .insertInto('sessions')
-      .values({
-        ssid: session.ssid,
-        project_id: session.projectId,
-        alias: session.alias,
-        state: 'active',
-        created_at: session.createdAt,
-        expires_at: session.expiresAt,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    const values = { ssid: session.ssid, projectId: session.projectId, alias: session.alias, createdAt: session.createdAt, expiresAt: session.expiresAt };
+    const row = await first(this.ctx, 'sessions.insert', values, (v) =>
+      this.ctx.db
+        .insertInto('sessions')
+        .values({ ssid: v.ssid, project_id: v.projectId, alias: v.alias, state: 'active', created_at: v.createdAt, expires_at: v.expiresAt })
+        .returningAll(),
+    );
+    if (!row) throw new Error('the new session was not returned');
     await this.history.sessionsChanging([Number(row.id)], null, 'active', { at: session.createdAt, reason: 'opened' });
     return toSession(row);
   }
@@ -92,7 +95,9 @@ export class SessionStore implements SessionQueries {
   private async endAll(sessionIds: readonly number[], reason: EndReason, now: number, release: NodeMove): Promise<void> {
     const change = { at: now, reason: `session ${reason}` };
     await this.history.sessionsChanging(sessionIds, 'active', 'done', change);
-    await this.ctx.db.updateTable('sessions').set({ state: 'done', ended_at: now, end_reason: reason }).where('id', 'in', sessionIds).execute();
+    await run(this.ctx, 'sessions.end', { now, reason, sessionIds }, (v) =>
+      this.ctx.db.updateTable('sessions').set({ state: 'done', ended_at: v.now, end_reason: v.reason }).where('id', 'in', v.sessionIds),
+    );
     await this.nodes.leaveSessions(sessionIds, undefined, release, change);
   }
 
@@ -109,12 +114,13 @@ export class SessionStore implements SessionQueries {
   }
 
   async createdSince(projectId: number, since: number): Promise<{ count: number; oldest: number | null }> {
-    const row = await this.ctx.db
-      .selectFrom('sessions')
-      .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('created_at').as('oldest')])
-      .where('project_id', '=', projectId)
-      .where('created_at', '>', since)
-      .executeTakeFirstOrThrow();
+    const row = (await first(this.ctx, 'sessions.createdSince', { projectId, since }, (v) =>
+      this.ctx.db
+        .selectFrom('sessions')
+        .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('created_at').as('oldest')])
+        .where('project_id', '=', v.projectId)
+        .where('created_at', '>', v.since),
+    ))!;
     return { count: Number(row.n), oldest: row.oldest === null ? null : Number(row.oldest) };
   }
 

@@ -6,6 +6,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Storage, StorageTx } from '../core/storage.js';
 import { CatalogStore } from './catalog-sync.js';
+import { CommitGroup } from './commit-group.js';
 import type { QueryContext } from './context.js';
 import { isRetryableConflict } from './errors.js';
 import { History } from './history.js';
@@ -38,12 +39,15 @@ function queries(ctx: QueryContext): StorageTx {
 /** A store: a Kysely database of one dialect. */
 export class Store implements Storage {
   readonly exclusive: boolean;
+  /** SQLite: transactions that arrive together commit together (commit-group.ts). */
+  private readonly group: CommitGroup | undefined;
 
   constructor(
     readonly db: Kysely<Database>,
     readonly dialect: Dialect,
   ) {
     this.exclusive = dialect === 'sqlite';
+    this.group = dialect === 'sqlite' ? new CommitGroup(db) : undefined;
   }
 
   /**
@@ -51,6 +55,7 @@ export class Store implements Storage {
    * nothing was kept and it runs again, a few times.
    */
   async transaction<T>(work: (tx: StorageTx) => Promise<T>): Promise<T> {
+    if (this.group) return this.group.run((trx) => work(queries({ db: trx, dialect: this.dialect, lockRows: false })));
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.db
