@@ -55,17 +55,21 @@ export class Store implements Storage {
    * nothing was kept and it runs again, a few times.
    */
   async transaction<T>(work: (tx: StorageTx) => Promise<T>): Promise<T> {
-    if (this.group) return this.group.run((trx) => work(queries({ db: trx, dialect: this.dialect, lockRows: false })));
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.db
-          .transaction()
-          .execute((trx: Transaction<Database>) => work(queries({ db: trx, dialect: this.dialect, lockRows: this.dialect === 'postgres' })));
+        return await this.runOnce(work);
       } catch (error) {
         if (!isRetryableConflict(error) || attempt >= CONFLICT_ATTEMPTS) throw error;
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
       }
     }
+  }
+
+  private runOnce<T>(work: (tx: StorageTx) => Promise<T>): Promise<T> {
+    if (this.group) return this.group.run((trx) => work(queries({ db: trx, dialect: this.dialect, lockRows: false })));
+    return this.db
+      .transaction()
+      .execute((trx: Transaction<Database>) => work(queries({ db: trx, dialect: this.dialect, lockRows: this.dialect === 'postgres' })));
   }
 
   read(): StorageTx {
