@@ -143,7 +143,8 @@ export class NodeStore implements NodeQueries {
       .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .where('sessions.project_id', '=', projectId)
-      .where('sessions.state', '=', 'active')
+      // A session being set up holds its nodes already.
+      .where('sessions.state', 'in', ['active', 'setup'])
       .executeTakeFirstOrThrow();
     return Number(row.n);
   }

@@ -29,6 +29,8 @@ export class SessionStore implements SessionQueries {
       .selectAll()
       .where('project_id', '=', projectId)
       .where('alias', '=', ref)
+      // Not a session being set up, nor one whose setup failed: neither exists for its client.
+      .where('state', 'in', ['active', 'done'])
       .orderBy(sql`case when state = 'active' then 0 else 1 end`)
       .orderBy('id', 'desc')
       .limit(1);
@@ -92,7 +94,12 @@ export class SessionStore implements SessionQueries {
   private async endAll(sessionIds: readonly number[], reason: EndReason, now: number, release: NodeMove): Promise<void> {
     const change = { at: now, reason: `session ${reason}` };
     await this.history.sessionsChanging(sessionIds, 'active', 'done', change);
-    await this.ctx.db.updateTable('sessions').set({ state: 'done', ended_at: now, end_reason: reason }).where('id', 'in', sessionIds).execute();
+    await this.ctx.db
+      .updateTable('sessions')
+      // A session that was set up is torn down once its nodes detached (workers/isolation.ts).
+      .set({ state: 'done', ended_at: now, end_reason: reason, teardown: sql`case when isolation is not null then 'pending' else teardown end`, teardown_at: now })
+      .where('id', 'in', sessionIds)
+      .execute();
     await this.nodes.leaveSessions(sessionIds, undefined, release, change);
   }
 
@@ -114,6 +121,8 @@ export class SessionStore implements SessionQueries {
       .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('created_at').as('oldest')])
       .where('project_id', '=', projectId)
       .where('created_at', '>', since)
+      // A session whose setup failed is no charge (docs/api.md, "Session isolation").
+      .where('state', '!=', 'void')
       .executeTakeFirstOrThrow();
     return { count: Number(row.n), oldest: row.oldest === null ? null : Number(row.oldest) };
   }
