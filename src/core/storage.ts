@@ -215,6 +215,8 @@ export interface CatalogQueries {
 export interface DueDetach {
   node: Node;
   session: HookSession;
+  /** The state it goes to once detached. */
+  then: NodeState;
 }
 
 /** A session whose session-teardown is due, claimed: after its end and every node's detach. */

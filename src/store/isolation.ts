@@ -135,7 +135,7 @@ export class IsolationStore implements IsolationQueries {
     if (claimed.length === 0) return [];
     const sessions = await this.sessionsById(claimed.map((n) => Number(n.hook_session)));
     // A session is deleted only after its teardown, which waits for every detach.
-    return claimed.map((row) => ({ node: toNode(row), session: sessions.get(Number(row.hook_session))!.session }));
+    return claimed.map((row) => ({ node: toNode(row), session: sessions.get(Number(row.hook_session))!.session, then: row.hook_to! }));
   }
 
   async finishDetach(nodeId: number, owner: string, outcome: NodeMove, change: Change): Promise<boolean> {

@@ -71,12 +71,13 @@ export class IsolationWorker extends BackgroundWorker {
     this.track(work, () => this.active--);
   }
 
-  private async detach({ node, session }: DueDetach): Promise<void> {
+  private async detach({ node, session, then }: DueDetach): Promise<void> {
     const outcome = await this.deps.hooks.run('node-detach', session, node);
     const now = this.deps.clock();
     const catalog = this.deps.catalog();
     const change = outcome.ok
-      ? { at: now, reason: `node-detach succeeded (session ${session.ssid})` }
+      ? // A node on its way to quarantine keeps the reason it is quarantined for.
+        { at: now, reason: then === 'failed' && node.reason ? node.reason : `node-detach succeeded (session ${session.ssid})` }
       : { at: now, reason: `node-detach failed (session ${session.ssid}): ${outcome.reason}`, detail: outcome.stderr.trim() || null };
     const finished = await this.deps.store.transaction((tx) =>
       tx.isolation.finishDetach(node.id, this.deps.owner, catalog.move(outcome.ok ? 'detached' : 'detach-failed'), change),
