@@ -5,7 +5,11 @@
  * the teardown's retries and the operator's re-run, the history and the metric.
  */
 import { parseConfig } from '../src/config/config.js';
+import { hookEnv, sessionData } from '../src/machines/hooks.js';
+import { teardownRetryAt, TEARDOWN_GIVE_UP_MS } from '../src/workers/isolation.js';
+import { DrivenClock } from './support/clock.js';
 import { TestHooks } from './support/hooks.js';
+import { runCli } from './support/process.js';
 import { KEYS, removeDir, startTestServer, waitFor, type ConfigSpec, type TestServer } from './support/server.js';
 
 let server: TestServer;
@@ -15,24 +19,32 @@ const alpha = { key: KEYS.alpha };
 const admin = { key: KEYS.beta };
 const WAIT_MS = 20_000;
 
-async function start(spec: ConfigSpec = {}, timeout = '20s'): Promise<void> {
-  hooks = new TestHooks();
-  server = await startTestServer({
-    pools: [
-      { name: 'c7', nodes: 3 },
-      { name: 'pair', ver: '8', nodes: 2 },
-    ],
-    defaults: { 'rate-limit': '100/5m' },
-    topYaml: hooks.yaml(timeout),
-    ...spec,
-    projects: { beta: { admin: true }, ...spec.projects },
-  });
+async function start(spec: ConfigSpec = {}, timeout = '20s', clock?: () => number): Promise<void> {
+  hooks ??= new TestHooks();
+  server = await startTestServer(
+    {
+      pools: [
+        { name: 'c7', nodes: 3 },
+        { name: 'pair', ver: '8', nodes: 2 },
+      ],
+      defaults: { 'rate-limit': '100/5m' },
+      topYaml: hooks.yaml(timeout),
+      ...spec,
+      projects: { beta: { admin: true }, ...spec.projects },
+    },
+    clock,
+  );
 }
+
+beforeEach(() => {
+  hooks = new TestHooks();
+});
 
 afterEach(async () => {
   await server?.close();
   removeDir(server.dir);
   hooks.remove();
+  hooks = undefined as unknown as TestHooks;
 });
 
 async function stateOf(hostname: string): Promise<string> {
@@ -248,9 +260,77 @@ describe('failure rules', () => {
   });
 });
 
+describe('more of the rules', () => {
+  test('a teardown that keeps failing is given up a day after the session ended', async () => {
+    const clock = new DrivenClock();
+    await start({}, '20s', clock.now);
+    hooks.cue('fail-teardown');
+    const { ssid } = (await server.get('/Session/get', alpha)).json as { ssid: string };
+    await server.get('/Session/done', { ...alpha, ssid });
+    await waitFor('a failed teardown', async () => (await events(ssid)).some((e) => e.reason.startsWith('session-teardown failed')), WAIT_MS);
+    expect((await show(ssid)).teardown).toBe('pending');
+    clock.advance(TEARDOWN_GIVE_UP_MS + 60_000);
+    server.server.isolation.kick();
+    await waitFor('the teardown given up', async () => (await show(ssid)).teardown === 'failed', WAIT_MS);
+    // The operator fixes the segment's problem and runs it again, with the command.
+    hooks.uncue('fail-teardown');
+    const run = await runCli(['admin', 'session', 'teardown', ssid], { CINODE_URL: server.url, CINODE_KEY: KEYS.beta });
+    expect(run).toMatchObject({ code: 0, stdout: `${ssid}: teardown pending\n` });
+    await waitFor('done', async () => (await show(ssid)).teardown === 'done', WAIT_MS);
+    const refused = await runCli(['admin', 'session', 'teardown', ssid], { CINODE_URL: server.url, CINODE_KEY: KEYS.alpha });
+    expect(refused.code).not.toBe(0);
+  });
+
+  test('only some hooks configured: the others succeed at once; held nodes are detached at the end', async () => {
+    await start({ topYaml: hooks.yaml('20s', ['setup', 'detach']) });
+    const { ssid, hosts } = (await server.get('/Node/get', { ...alpha, count: 2 })).json as { ssid: string; hosts: string[] };
+    expect(hooks.order()).toEqual(['setup']);
+    expect((await server.get('/Node/fail', { ...alpha, ssid })).status).toBe(200);
+    await server.get('/Session/done', { ...alpha, ssid });
+    await waitFor('every node ready', allReady, WAIT_MS);
+    expect(hooks.order().slice(1).sort()).toEqual(hosts.map((h) => `detach ${h}`).sort());
+    expect(await show(ssid)).toMatchObject({ teardown: 'done', isolation: { vlan: 42, ssid } });
+  });
+
+  test('a hook that cannot start fails like one that exits non-zero', async () => {
+    await start({ topYaml: ['isolation:', `  session-setup: [${JSON.stringify(`${hooks.dir}/missing.sh`)}]`] });
+    const refused = await server.get('/Session/get', alpha);
+    expect(refused.status).toBe(503);
+    expect((refused.json as { msg: string }).msg).toMatch(/^Session setup failed: session-setup could not start ".*missing\.sh": /);
+  });
+
+  test('the environment of each hook, and the session data read from the last line of stdout', () => {
+    const session = { ssid: 's-1', project: 'p', alias: null };
+    expect(hookEnv('session-setup', session)).toEqual({ CINODE_PROJECT: 'p', CINODE_SSID: 's-1', CINODE_ALIAS: '' });
+    expect(hookEnv('node-detach', { ...session, alias: 'a', data: { vlan: 7 } }, { hostname: 'n1', ip: null, pool: 'c7' })).toEqual({
+      CINODE_PROJECT: 'p',
+      CINODE_SSID: 's-1',
+      CINODE_ALIAS: 'a',
+      CINODE_SESSION_DATA: '{"vlan":7}',
+      CINODE_HOSTNAME: 'n1',
+      CINODE_IP: '',
+      CINODE_POOL: 'c7',
+    });
+    expect(hookEnv('session-teardown', session).CINODE_SESSION_DATA).toBe('{}');
+    expect(sessionData('')).toEqual({ data: {} });
+    expect(sessionData('log line\n{"vlan": 1}\n\n')).toEqual({ data: { vlan: 1 } });
+    expect(sessionData('{"vlan": 1}\nnot json')).toEqual({ problem: 'the last line of its stdout is not a JSON object: not json' });
+    expect(sessionData('null')).toEqual({ problem: 'the last line of its stdout is not a JSON object: null' });
+  });
+
+  test('a failed teardown is retried after 10 s, doubling to at most 10 minutes, for a day', () => {
+    const ended = 1_000_000;
+    expect(teardownRetryAt(ended, ended, 0)).toBe(ended + 10_000);
+    expect(teardownRetryAt(ended, ended, 1)).toBe(ended + 20_000);
+    expect(teardownRetryAt(ended, ended, 5)).toBe(ended + 320_000);
+    expect(teardownRetryAt(ended, ended, 6)).toBe(ended + 600_000);
+    expect(teardownRetryAt(ended, ended, 500)).toBe(ended + 600_000);
+    expect(teardownRetryAt(ended + TEARDOWN_GIVE_UP_MS, ended, 3)).toBeNull();
+  });
+});
+
 describe('without isolation', () => {
   test('no hook runs, show has isolation and teardown null, and an operator cannot tear down', async () => {
-    hooks = new TestHooks();
     server = await startTestServer({ projects: { beta: { admin: true } } });
     const { ssid } = (await server.get('/Session/get', alpha)).json as { ssid: string };
     expect(await show(ssid)).toMatchObject({ isolation: null, teardown: null });
@@ -262,7 +342,6 @@ describe('without isolation', () => {
   });
 
   test('a reload that adds isolation: the next session is set up', async () => {
-    hooks = new TestHooks();
     server = await startTestServer({ projects: { beta: { admin: true } } });
     const { writeFileSync, readFileSync } = await import('node:fs');
     const config = readFileSync(server.configPath, 'utf8').replace('defaults:', `${hooks.yaml().join('\n')}\ndefaults:`);

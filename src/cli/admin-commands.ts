@@ -71,7 +71,7 @@ export function addAdminCommands(
       action(async (client, command) => {
         const [ssid] = command.processedArgs as string[];
         const view = await client.teardown(ssid!);
-        return { json: view, human: `${view.ssid}: teardown ${view.teardown}` };
+        return { json: view, human: `${view.ssid}: teardown ${view.teardown}\n` };
       }),
     );
 
