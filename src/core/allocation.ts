@@ -189,7 +189,8 @@ export class AllocationService {
           const reason = `could not be contextualized for project ${project.name}: ${result.reason}`;
           await tx.nodes.leave(allocation.sessionId, [node.id], catalog.move('keys-failed'), { at: now, reason, detail: result.stderr });
         }
-        const spare = await tx.nodes.pickReady(allocation.pools, broken.length);
+        // With isolation hooks a replacement would need its attach first: the request is undone instead.
+        const spare = catalog.isolated ? [] : await tx.nodes.pickReady(allocation.pools, broken.length);
         if (spare.length < broken.length) return [];
         await tx.nodes.assign(
           allocation.sessionId,
@@ -222,7 +223,9 @@ export class AllocationService {
         const reason = `could not take the SSH keys of project ${project.name} off again: ${result.reason}`;
         await tx.nodes.leave(allocation.sessionId, [node.id], catalog.move('keys-failed'), { at: now, reason, detail: result.stderr });
       }
-      if (allocation.created) await tx.sessions.remove(allocation.sessionId, undone);
+      // A session that was set up keeps its row until its teardown cleaned its segment up.
+      if (allocation.created && catalog.isolated) await tx.isolation.abandon(allocation.sessionId, catalog.move('allocation-undone'), undone);
+      else if (allocation.created) await tx.sessions.remove(allocation.sessionId, undone);
     });
     this.deps.wakeReclaim();
   }

@@ -254,7 +254,7 @@ export interface IsolationQueries {
   extendAttach(nodeIds: readonly number[], owner: string, leaseUntil: number): Promise<void>;
   /** The setup succeeded: the session is active with its data; false when its lease lapsed and it was undone. */
   finishSetup(sessionId: number, owner: string, data: Record<string, unknown>, now: number): Promise<boolean>;
-  /** A setup that failed or a request undone: its nodes leave by `undone`, and it waits for its teardown, then goes. */
+  /** A setup that failed or a request that opened it undone: its nodes leave by `undone`, and it waits for its teardown, then goes. */
   abandon(sessionId: number, undone: NodeMove, change: Change): Promise<void>;
   /** node-attach succeeded for those nodes `owner` still attaches; returns how many. */
   confirmAttached(nodeIds: readonly number[], owner: string, attached: NodeMove, change: Change): Promise<number>;

@@ -70,8 +70,9 @@ export class IsolationStore implements IsolationQueries {
   }
 
   async abandon(sessionId: number, undone: NodeMove, change: Change): Promise<void> {
+    const row = await this.ctx.db.selectFrom('sessions').select('state').where('id', '=', sessionId).executeTakeFirstOrThrow();
     await this.nodes.leaveSessions([sessionId], undefined, undone, change);
-    await this.history.sessionsChanging([sessionId], 'setup', 'void', change);
+    await this.history.sessionsChanging([sessionId], row.state, 'void', change);
     await this.ctx.db
       .updateTable('sessions')
       .set({ state: 'void', teardown: 'pending', teardown_at: change.at, ended_at: change.at, hook_owner: null, hook_until: null })
@@ -87,7 +88,6 @@ export class IsolationStore implements IsolationQueries {
     ).execute();
     const ids = mine.map((n) => Number(n.id));
     if (ids.length > 0) await this.nodes.apply(ids, attached, change);
-    await this.ctx.db.updateTable('nodes').set({ lease_owner: null, lease_until: null }).where('id', 'in', ids).execute();
     return ids.length;
   }
 

@@ -16,7 +16,8 @@ const CLEARED: Record<NodeMark, Record<string, null | number>> = {
   attempts: { attempts: 0 },
   reporter: { failed_by: null },
   keys: { contextualized: 0 },
-  attach: { hook: null },
+  // The attach runs under the request's lease, in the claim's columns.
+  attach: { hook: null, lease_owner: null, lease_until: null },
   detach: { hook: null, hook_session: null, hook_to: null },
 };
 
