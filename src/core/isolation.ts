@@ -94,7 +94,11 @@ export class SessionIsolation {
     let trying = pending.nodes;
     while (trying.length > 0) {
       const ids = trying.map((n) => n.id);
-      await this.deps.store.transaction((tx) => tx.isolation.extendAttach(ids, this.deps.owner, this.leaseUntil()));
+      await this.deps.store.transaction(async (tx) => {
+        // The session this request opens stays in `setup` until its nodes are attached.
+        if (pending.created) await tx.isolation.extendSetup(pending.sessionId, this.deps.owner, this.leaseUntil());
+        await tx.isolation.extendAttach(ids, this.deps.owner, this.leaseUntil());
+      });
       const outcomes = await Promise.all(trying.map(async (node) => ({ node, outcome: await this.deps.hooks.run('node-attach', session, node) })));
       attached.push(...outcomes.filter((o) => o.outcome.ok).map((o) => o.node));
       const broken = outcomes.filter((o) => !o.outcome.ok);
