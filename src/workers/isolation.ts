@@ -19,6 +19,11 @@ export const TEARDOWN_MAX_RETRY_MS = 10 * 60_000;
 export const TEARDOWN_GIVE_UP_MS = 24 * 3_600_000;
 /** How far past the hook timeout a claim reaches: the time to record the outcome. */
 const LEASE_MARGIN_MS = 30_000;
+/**
+ * Without isolation configured nothing new becomes due; hooks left from before `isolation:` was
+ * removed are still looked for, but only this often, so the database pays next to nothing.
+ */
+const IDLE_LOOK_MS = 60_000;
 
 export interface IsolationWorkerDeps {
   store: Storage;
@@ -42,6 +47,7 @@ export function teardownRetryAt(now: number, endedAt: number, attempts: number):
 
 export class IsolationWorker extends BackgroundWorker {
   private active = 0;
+  private lastLook: number | undefined;
 
   constructor(private readonly deps: IsolationWorkerDeps) {
     super(deps.onError);
@@ -50,6 +56,8 @@ export class IsolationWorker extends BackgroundWorker {
   protected async pass(): Promise<void> {
     const { store, clock, owner } = this.deps;
     const catalog = this.deps.catalog();
+    if (!catalog.isolated && this.lastLook !== undefined && clock() - this.lastLook < IDLE_LOOK_MS) return;
+    this.lastLook = clock();
     // Whatever the configuration says now: these nodes were attached, so they detach first.
     const undone = move('allocation-undone', catalog.poolsWithoutAftercare, { isolate: true });
     const recovered = await store.transaction((tx) => tx.isolation.recoverLapsed(clock(), undone));
