@@ -289,7 +289,8 @@ describe('more of the rules', () => {
     await server.get('/Session/done', { ...alpha, ssid });
     await waitFor('every node ready', allReady, WAIT_MS);
     expect(hooks.order().slice(1).sort()).toEqual(hosts.map((h) => `detach ${h}`).sort());
-    expect(await show(ssid)).toMatchObject({ teardown: 'done', isolation: { vlan: 42, ssid } });
+    await waitFor('the teardown done', async () => (await show(ssid)).teardown === 'done', WAIT_MS);
+    expect((await show(ssid)).isolation).toEqual({ vlan: 42, ssid });
   });
 
   test('a hook that cannot start fails like one that exits non-zero', async () => {
