@@ -24,7 +24,7 @@ const c7 = (n: number): string => `c7-${n}.test.example`;
 const JSON_TYPE = 'application/json; charset=utf-8';
 const ENDPOINTS =
   '/Node/get, /Node/done, /Node/fail, /Inventory, /Session/get, /Session/done, /Session/show, /Session/list, /Session/extend, ' +
-  '/Admin/nodes, /Admin/events, /Admin/usage, /Admin/sessions, /Admin/node/release, /Admin/node/disable, /Admin/node/enable, ' +
+  '/Admin/nodes, /Admin/events, /Admin/usage, /Admin/sessions, /Admin/node/release, /Admin/node/disable, /Admin/node/enable, /Admin/session/teardown, ' +
   '/healthz, /metrics, /dashboard, /openapi.json';
 
 let s: TestServer;

@@ -4,12 +4,12 @@
  * clears; and that the event leaves a node in any other state alone. The expectations are written
  * out here as docs/api.md's lifecycle section states them, not read back from the table.
  */
-import { aftercareOf, AFTERCARES, move, NODE_LIFECYCLE, nextState, type Aftercare, type NodeEvent, type NodeMark } from '../src/core/lifecycle.js';
+import { aftercareOf, AFTERCARES, detachesFirst, move, NODE_LIFECYCLE, nextState, type Aftercare, type NodeEvent, type NodeMark, type Target } from '../src/core/lifecycle.js';
 import { NODE_STATES, type NodeState } from '../src/api/states.js';
 
-type Expected = { from: NodeState[]; to: Record<Aftercare, NodeState>; clears: NodeMark[]; countsUse: boolean };
+type Expected = { from: NodeState[]; to: Record<Aftercare, Target>; clears: NodeMark[]; countsUse: boolean };
 
-const same = (state: NodeState): Record<Aftercare, NodeState> => ({ none: state, reclaim: state, deprovision: state });
+const same = (state: Target): Record<Aftercare, Target> => ({ none: state, reclaim: state, deprovision: state });
 const afterUse = { none: 'ready', reclaim: 'reclaiming', deprovision: 'reclaiming' } as const;
 const quarantine = { none: 'failed', reclaim: 'failed', deprovision: 'reclaiming' } as const;
 const leaving: NodeMark[] = ['session', 'claim', 'hold', 'attempts', 'reporter'];
@@ -31,6 +31,10 @@ const EXPECTED: Record<NodeEvent, Expected> = {
   'returned-to-service': { from: ['failed', 'disabled'], to: same('reclaiming'), clears: ['claim', 'attempts', 'reporter'], countsUse: false },
   'disabled': { from: ['ready', 'failed', 'held'], to: same('disabled'), clears: leaving, countsUse: false },
   'ready-too-long': { from: ['ready'], to: same('reclaiming'), clears: ['claim', 'attempts', 'reporter'], countsUse: false },
+  'attached': { from: ['deployed'], to: same('deployed'), clears: ['attach'], countsUse: false },
+  'attach-failed': { from: ['deployed'], to: quarantine, clears: [...leaving, 'attach'], countsUse: false },
+  'detached': { from: ['reclaiming'], to: same('as-recorded'), clears: ['detach', 'claim'], countsUse: false },
+  'detach-failed': { from: ['reclaiming'], to: same('failed'), clears: ['detach', 'claim'], countsUse: false },
 };
 
 describe('every event of the node lifecycle', () => {
@@ -101,6 +105,16 @@ describe('moves', () => {
     expect(held.poolsWithoutAftercare).toEqual(['c7']);
     expect(held.holdUntil).toBe(1234);
     expect(move('released').poolsWithoutAftercare).toEqual([]);
+  });
+});
+
+describe('isolation', () => {
+  test('with hooks, every move that takes a node out of its session detaches it first, and no other', () => {
+    const detaching = (Object.keys(NODE_LIFECYCLE) as NodeEvent[]).filter((event) => detachesFirst(move(event, [], { isolate: true })));
+    expect(detaching.sort()).toEqual(
+      ['allocation-undone', 'attach-failed', 'disabled', 'hold-ended', 'keys-failed', 'released', 'reported-broken', 'session-ended'].sort(),
+    );
+    expect(detachesFirst(move('released'))).toBe(false);
   });
 });
 

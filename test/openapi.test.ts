@@ -138,6 +138,8 @@ test('the answers of legacy, session and admin calls validate against the docume
   await get('/Admin/node/disable', { key: KEYS.beta, hostname: 'arm-1.test.example' }, {});
   await post('/Admin/node/enable', { key: KEYS.beta, hostname: 'arm-1.test.example' });
   await get('/Admin/node/disable', { key: KEYS.beta, hostname: 'nowhere.example' }); // 404
+  await get('/Admin/session/teardown', { key: KEYS.beta, ssid: got.ssid }); // 409: opened without isolation hooks
+  await get('/Admin/session/teardown', { key: KEYS.beta, ssid: '00000000-0000-4000-8000-000000000000' }); // 404
 
   await get('/healthz');
   await get('/metrics');
@@ -147,7 +149,7 @@ test('the answers of legacy, session and admin calls validate against the docume
   await get('/openapi.json');
 
   // Both sides of every kind of answer were met.
-  for (const expected of ['GET /Node/get 503', 'GET /Node/done 400', 'GET /Session/extend 409', 'GET /Admin/events 404', 'POST /Session/get 403', 'GET /Admin/node/enable 409']) {
+  for (const expected of ['GET /Node/get 503', 'GET /Node/done 400', 'GET /Session/extend 409', 'GET /Admin/events 404', 'POST /Session/get 403', 'GET /Admin/node/enable 409', 'GET /Admin/session/teardown 409']) {
     expect(checked).toContain(expected);
   }
 });

@@ -32,3 +32,13 @@ export const COMMAND_ENV = {
   Arch: 'CINODE_ARCH',
   Flavor: 'CINODE_FLAVOR',
 } as const;
+
+/** What a session isolation hook is given, besides the node's COMMAND_ENV for node hooks (docs/api.md, "Session isolation"). */
+export const HOOK_ENV = {
+  Project: 'CINODE_PROJECT',
+  Ssid: 'CINODE_SSID',
+  /** Present and empty when the session has no alias. */
+  Alias: 'CINODE_ALIAS',
+  /** The JSON object session-setup printed last; `{}` when it printed none. Not given to session-setup. */
+  SessionData: 'CINODE_SESSION_DATA',
+} as const;

@@ -35,7 +35,14 @@ export interface SessionView {
   ended_at: string | null;
   end_reason: string | null;
   hosts: HostView[];
+  /** What session-setup printed (docs/api.md, "Session isolation"); null without isolation hooks. */
+  isolation?: Record<string, unknown> | null;
+  /** Where session-teardown is; null without isolation hooks. */
+  teardown?: TeardownState | null;
 }
+
+/** `pending`: running or to be retried; `failed`: given up after a day; `done`. */
+export type TeardownState = 'pending' | 'failed' | 'done';
 
 /** A keyed `/Inventory` row: `[hostname, ssid]`. */
 export type KeyedInventoryRow = [hostname: string, ssid: string];
@@ -78,7 +85,7 @@ export interface AdminNodeView {
 /** A line of `/Admin/events`: a state change of a node or session, or a pool's failed command. */
 export interface EventView {
   at: string;
-  subject: 'node' | 'session' | 'pool';
+  subject: 'node' | 'session' | 'pool' | 'hook';
   hostname: string | null;
   pool: string | null;
   ssid: string | null;
@@ -114,4 +121,10 @@ export interface AdminSessionView {
   created_at: string;
   expires_at: string | null;
   hosts: string[];
+}
+
+/** `/Admin/session/teardown`: the session whose teardown runs again, and where it is now. */
+export interface TeardownView {
+  ssid: string;
+  teardown: TeardownState;
 }

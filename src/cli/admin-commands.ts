@@ -11,7 +11,7 @@ import { actionsFor, UsageError, type CliDeps } from './client-commands.js';
 import { eventTable, nodeLine, nodeTable, usageCsv, usageTable } from './format.js';
 
 /** What the commands need of the admin client (AdminClient, or a fake in tests). */
-export type AdminApi = Pick<AdminClient, 'nodes' | 'events' | 'act' | 'usage'>;
+export type AdminApi = Pick<AdminClient, 'nodes' | 'events' | 'act' | 'usage' | 'teardown'>;
 
 const ACTIONS: ReadonlyArray<[NodeAction, string]> = [
   ['release', 'return a failed or held node to service: it is reclaimed, then ready'],
@@ -60,6 +60,20 @@ export function addAdminCommands(
         }),
       );
   }
+
+  admin
+    .command('session')
+    .description('sessions: run a session-teardown again')
+    .command('teardown')
+    .description("run a done session's session-teardown hook again now (after it failed or was given up); cinode session show tells how it went")
+    .argument('<ssid>', "the session's full ssid")
+    .action(
+      action(async (client, command) => {
+        const [ssid] = command.processedArgs as string[];
+        const view = await client.teardown(ssid!);
+        return { json: view, human: `${view.ssid}: teardown ${view.teardown}\n` };
+      }),
+    );
 
   admin
     .command('events')

@@ -3,7 +3,7 @@
  * retries and timeouts as every other call. Kept out of client.ts and index.ts on purpose: the
  * GitHub Action bundles those and needs none of this; the `cinode admin` commands import this file.
  */
-import type { AdminNodeView, EventView, UsageView } from '../api/types.js';
+import type { AdminNodeView, EventView, TeardownView, UsageView } from '../api/types.js';
 import { CinodeClient, type CallSpec } from './client.js';
 import { CinodeApiError } from './errors.js';
 
@@ -16,6 +16,7 @@ const ADMIN_CALL = {
   release: '/Admin/node/release',
   disable: '/Admin/node/disable',
   enable: '/Admin/node/enable',
+  teardown: '/Admin/session/teardown',
 } as const;
 
 /** What an operator does to one node: return it to service (release, enable) or take it out (disable). */
@@ -144,6 +145,17 @@ export class AdminClient extends CinodeClient {
       idempotent: false,
       parse: asNode,
       expected: NODE_SHAPE,
+    });
+  }
+
+  /** `/Admin/session/teardown`: runs a done session's session-teardown again; answers once it is due. */
+  teardown(ssid: string): Promise<TeardownView> {
+    return this.admin({
+      path: ADMIN_CALL.teardown,
+      query: { ssid },
+      idempotent: true,
+      parse: (body) => (hasFields(body, { ssid: 'string', teardown: 'string' }) ? (body as TeardownView) : undefined),
+      expected: '{"ssid", "teardown"}',
     });
   }
 

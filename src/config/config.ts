@@ -7,11 +7,11 @@ import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { formatDuration, NEVER, type Lifetime } from '../api/duration.js';
-import type { Pool, ProjectPolicy } from '../core/model.js';
+import type { IsolationHooks, Pool, ProjectPolicy } from '../core/model.js';
 import type { SshSettings } from '../machines/ssh.js';
 import type { NodeRecord } from '../core/storage.js';
 import { hashKey } from '../core/catalog.js';
-import { contextualizeSchema, defaultsSchema, errorMap, poolSchema, projectSchema, topSchema, type PolicyKey } from './schema.js';
+import { contextualizeSchema, defaultsSchema, isolationSchema, errorMap, poolSchema, projectSchema, topSchema, type PolicyKey } from './schema.js';
 
 
 export interface ProjectConfig {
@@ -38,6 +38,8 @@ export interface CinodeConfig {
   metricsKeyRequired: boolean;
   /** How nodes are reached to put projects' SSH keys on them; null: nodes are handed over untouched. */
   contextualize: SshSettings | null;
+  /** The session isolation hooks; null without an `isolation:` block (no hook ever runs). */
+  isolation: IsolationHooks | null;
   defaults: { ver: string; arch: string; defaultFlavor: Record<string, string> };
   projects: ProjectConfig[];
   pools: PoolConfig[];
@@ -328,6 +330,17 @@ export function parseConfig(text: string, sourceName: string, env: Record<string
 
   const contextualize = (rawTop.contextualize === undefined || rawTop.contextualize === null) ? undefined : problems.check(contextualizeSchema, rawTop.contextualize, ['contextualize']);
 
+  const rawIsolation = rawTop.isolation === undefined || rawTop.isolation === null ? undefined : problems.check(isolationSchema, rawTop.isolation, ['isolation']);
+  const isolation: IsolationHooks | null = rawIsolation
+    ? {
+        sessionSetup: rawIsolation['session-setup'] ?? null,
+        sessionTeardown: rawIsolation['session-teardown'] ?? null,
+        nodeAttach: rawIsolation['node-attach'] ?? null,
+        nodeDetach: rawIsolation['node-detach'] ?? null,
+        timeoutMs: rawIsolation.timeout,
+      }
+    : null;
+
   const stringAt = (fields: Record<string, unknown>, key: string): string | undefined =>
     typeof fields[key] === 'string' ? fields[key] : undefined;
   checkUnique(
@@ -381,6 +394,7 @@ export function parseConfig(text: string, sourceName: string, env: Record<string
           timeoutMs: contextualize.timeout,
         }
       : null,
+    isolation,
     defaults: { ver: defaults.ver, arch: defaults.arch, defaultFlavor: defaults['default-flavor'] },
     projects,
     pools,

@@ -247,6 +247,18 @@ export const contextualizeSchema = strictObject({
 });
 
 /**
+ * Session isolation hooks (docs/api.md, "Session isolation"): each an argv list, each optional;
+ * `timeout` bounds every run of any of them.
+ */
+export const isolationSchema = strictObject({
+  'session-setup': argv.optional(),
+  'session-teardown': argv.optional(),
+  'node-attach': argv.optional(),
+  'node-detach': argv.optional(),
+  timeout: duration.default('2m'),
+});
+
+/**
  * The top level. `defaults`, `projects` and `pools` are only required to have the right outline
  * here: config.ts checks them piece by piece, so a problem in one place cannot hide the others.
  */
@@ -261,6 +273,7 @@ export const topSchema = strictObject({
   /** `GET /metrics`: open to any scraper unless `key-required` (then an admin project's key). */
   metrics: strictObject({ 'key-required': boolean.default(false) }).default({}),
   contextualize: z.unknown(),
+  isolation: z.unknown(),
   defaults: z.unknown(),
   projects: z.array(z.unknown()),
   pools: z.array(z.unknown()),

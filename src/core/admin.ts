@@ -4,7 +4,7 @@
  * a quarantined or held node, `enable` a disabled one). A node returning to service goes through
  * reclaim first, as after any use: nobody knows what happened to it while it was out.
  */
-import type { AdminNodeView, AdminSessionView, EventView, UsageView } from '../api/types.js';
+import type { AdminNodeView, AdminSessionView, EventView, TeardownView, UsageView } from '../api/types.js';
 import type { Catalog } from './catalog.js';
 import { CinodeError } from './errors.js';
 import type { NodeEvent } from './lifecycle.js';
@@ -18,6 +18,8 @@ export interface AdminDeps {
   clock: () => number;
   /** Called after a node was sent to reclaim, so its reclaim starts at once. */
   wakeReclaim: () => void;
+  /** Called after a teardown was asked for again, so the isolation worker runs it at once. */
+  wakeTeardown?: () => void;
 }
 
 type Action = 'release' | 'disable' | 'enable';
@@ -124,6 +126,19 @@ export class AdminService {
     const tx = this.deps.store.read();
     const [nodes, sessions] = await Promise.all([tx.reports.nodeCounts(), tx.reports.activeSessionCounts()]);
     return { nodes, sessions };
+  }
+
+  /**
+   * `/Admin/session/teardown`: runs session-teardown of a done session again, now (docs/api.md,
+   * "Session isolation"), whether it failed, was given up or succeeded.
+   */
+  async teardown(ssid: string): Promise<TeardownView> {
+    const found = await this.deps.store.transaction((tx) => tx.isolation.retryTeardown(ssid, this.deps.clock()));
+    if (found === undefined) throw new CinodeError('no-node', `No session ${ssid}; give the full ssid of a session (cinode admin events --session ALIAS shows it)`);
+    if (found === 'active') throw new CinodeError('wrong-state', `Session ${ssid} is active: its teardown runs after it ends`);
+    if (found === 'not-isolated') throw new CinodeError('wrong-state', `Session ${ssid} was opened without isolation hooks: it has no teardown`);
+    this.deps.wakeTeardown?.();
+    return { ssid, teardown: 'pending' };
   }
 
   release(hostname: string, operator: Project): Promise<AdminNodeView> {

@@ -10,9 +10,8 @@ import { LEGACY_STATE_NAMES } from '../api/states.js';
 import { badRequest, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
 import { type Contextualizer, type Node, type Pool, type Project, type ProjectPolicy, type Session } from './model.js';
 import type { Storage, StorageTx } from './storage.js';
+import { CAPACITY_RETRY_AFTER_SECONDS, hookSessionOf, type SessionIsolation } from './isolation.js';
 
-/** Seconds a caller is told to wait when no node is ready. */
-const CAPACITY_RETRY_AFTER_SECONDS = 10;
 
 export interface ServiceDeps {
   store: Storage;
@@ -33,6 +32,8 @@ export interface ServiceDeps {
    * time-to-node metric; waiting for capacity falls between the two.
    */
   onHandedOut?: (nodes: readonly Node[], requestedAt: number) => void;
+  /** Runs the isolation hooks of requests, when the configuration has any (docs/api.md, "Session isolation"). */
+  isolation?: SessionIsolation;
 }
 
 
@@ -42,6 +43,7 @@ interface Allocation {
   ssid: string;
   /** Whether the request opened the session, so undoing it removes the session too. */
   created: boolean;
+  session: Session;
   nodes: Node[];
   pools: string[];
 }
@@ -77,6 +79,8 @@ function sessionView(session: Session, nodes: readonly Node[]): SessionView {
     ended_at: iso(session.endedAt),
     end_reason: session.endReason,
     hosts: nodes.map(hostView),
+    isolation: session.isolation,
+    teardown: session.teardown,
   };
 }
 
@@ -105,6 +109,7 @@ export class AllocationService {
       throw badRequest(`count: ${count} is out of range; accepted: a whole number from 1 to ${project.policy.maxCount}`);
     }
     const contextualizer = this.contextualizerFor(project);
+    const isolation = catalog.isolated ? this.deps.isolation : undefined;
     let shortfall: { pools: Pool[]; missing: number } | undefined;
     const allocation = await this.deps.store.transaction(async (tx): Promise<Allocation> => {
       shortfall = undefined;
@@ -136,25 +141,27 @@ export class AllocationService {
       // last one ended, and that release may have committed while this request waited.
       const assignedAt = this.deps.clock();
       const created = session === undefined;
-      session ??= await tx.sessions.insert({
-        ssid: this.deps.newSsid(),
-        projectId: project.id,
-        alias: null,
-        createdAt: assignedAt,
-        expiresAt: this.expiryFor(project, undefined, assignedAt),
-      });
+      if (!session) {
+        const opened = { ssid: this.deps.newSsid(), projectId: project.id, alias: null, createdAt: assignedAt, expiresAt: this.expiryFor(project, undefined, assignedAt) };
+        session = isolation ? await tx.isolation.openForSetup(opened, isolation.owner, isolation.leaseUntil()) : await tx.sessions.insert(opened);
+      }
+      const attachLease = isolation ? { attachLease: { owner: isolation.owner, until: isolation.leaseUntil() } } : {};
       await tx.nodes.assign(
         session.id,
         nodes.map((n) => n.id),
         assignedAt,
-        catalog.move('allocated', { withKeys: contextualizer !== null }),
+        catalog.move('allocated', { withKeys: contextualizer !== null, ...attachLease }),
       );
-      return { sessionId: session.id, ssid: session.ssid, created, nodes, pools: pools.map((p) => p.name) };
+      return { sessionId: session.id, ssid: session.ssid, created, session, nodes, pools: pools.map((p) => p.name) };
     }).catch((error: unknown) => {
       if (shortfall) this.deps.onDemand?.(shortfall.pools, shortfall.missing);
       throw error;
     });
     this.deps.onAllocated?.();
+    if (isolation) {
+      const pending = { ...allocation, session: hookSessionOf(project, allocation.session) };
+      allocation.nodes = await isolation.attach(pending, allocation.created ? allocation.session : undefined);
+    }
     const nodes = contextualizer ? await this.contextualize(project, contextualizer, allocation) : allocation.nodes;
     this.deps.onHandedOut?.(nodes, requestedAt);
     return { hosts: nodes.map((n) => n.hostname), ssid: allocation.ssid };
@@ -182,7 +189,8 @@ export class AllocationService {
           const reason = `could not be contextualized for project ${project.name}: ${result.reason}`;
           await tx.nodes.leave(allocation.sessionId, [node.id], catalog.move('keys-failed'), { at: now, reason, detail: result.stderr });
         }
-        const spare = await tx.nodes.pickReady(allocation.pools, broken.length);
+        // With isolation hooks a replacement would need its attach first: the request is undone instead.
+        const spare = catalog.isolated ? [] : await tx.nodes.pickReady(allocation.pools, broken.length);
         if (spare.length < broken.length) return [];
         await tx.nodes.assign(
           allocation.sessionId,
@@ -215,7 +223,9 @@ export class AllocationService {
         const reason = `could not take the SSH keys of project ${project.name} off again: ${result.reason}`;
         await tx.nodes.leave(allocation.sessionId, [node.id], catalog.move('keys-failed'), { at: now, reason, detail: result.stderr });
       }
-      if (allocation.created) await tx.sessions.remove(allocation.sessionId, undone);
+      // A session that was set up keeps its row until its teardown cleaned its segment up.
+      if (allocation.created && catalog.isolated) await tx.isolation.abandon(allocation.sessionId, catalog.move('allocation-undone'), undone);
+      else if (allocation.created) await tx.sessions.remove(allocation.sessionId, undone);
     });
     this.deps.wakeReclaim();
   }
@@ -310,26 +320,25 @@ export class AllocationService {
   /** `/Session/get`: a session with no nodes; by alias, the project's active one if it exists. */
   async getSession(project: Project, request: SessionGetRequest): Promise<SessionGetResult> {
     const now = this.deps.clock();
-    return this.deps.store.transaction(async (tx) => {
+    const isolation = this.deps.catalog().isolated ? this.deps.isolation : undefined;
+    const opened = await this.deps.store.transaction(async (tx) => {
       await tx.sessions.lockProject(project.id);
       if (request.alias !== undefined) {
         const existing = await tx.sessions.activeByAlias(project.id, request.alias);
         if (existing) {
           const nodes = await tx.nodes.ofSession(existing.id);
-          return { ...this.sessionSummary(existing, nodes), created: false };
+          return { ...this.sessionSummary(existing, nodes), created: false as boolean };
         }
       }
       const expiresAt = this.expiryFor(project, request.lifetime, now);
       await this.checkRateLimit(tx, project, now);
-      const session = await tx.sessions.insert({
-        ssid: this.deps.newSsid(),
-        projectId: project.id,
-        alias: request.alias ?? null,
-        createdAt: now,
-        expiresAt,
-      });
-      return { ...this.sessionSummary(session, []), created: true };
+      const fresh = { ssid: this.deps.newSsid(), projectId: project.id, alias: request.alias ?? null, createdAt: now, expiresAt };
+      const session = isolation ? await tx.isolation.openForSetup(fresh, isolation.owner, isolation.leaseUntil()) : await tx.sessions.insert(fresh);
+      return { ...this.sessionSummary(session, []), created: true, session };
     });
+    const { session, ...answer } = opened as SessionGetResult & { session?: Session };
+    if (isolation && session) await isolation.openSession(session, hookSessionOf(project, session));
+    return answer;
   }
 
   /** `/Session/done`: ends the session; a session already done is fine (teardowns get retried). */

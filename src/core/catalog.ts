@@ -27,6 +27,8 @@ export class Catalog {
     projects: ReadonlyArray<Project & { keyHash: string }>,
     readonly pools: readonly Pool[],
     readonly defaults: Defaults,
+    /** Session isolation hooks are configured: nodes are attached and detached (docs/api.md, "Session isolation"). */
+    readonly isolated = false,
   ) {
     this.projectsByKeyHash = new Map(projects.map((p) => [p.keyHash, { id: p.id, name: p.name, policy: p.policy, sshKeys: p.sshKeys }]));
     this.poolsWithoutAftercare = pools.filter((p) => aftercareOf(p, { contextualized: false }) === 'none').map((p) => p.name);
@@ -34,7 +36,7 @@ export class Catalog {
 
   /** The lifecycle's move for `event`, knowing which pools need no aftercare under this configuration. */
   move(event: NodeEvent, extra: Omit<NodeMove, 'event' | 'transition' | 'poolsWithoutAftercare'> = {}): NodeMove {
-    return move(event, this.poolsWithoutAftercare, extra);
+    return move(event, this.poolsWithoutAftercare, this.isolated ? { isolate: true, ...extra } : extra);
   }
 
   /** The project an API key belongs to. Keys are compared by hash only. */

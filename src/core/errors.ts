@@ -17,7 +17,8 @@ export type CinodeErrorKind =
   | 'capacity' // 503 Insufficient Nodes in READY State, with Retry-After
   | 'no-node' // 404, an operator named a node cinode does not have
   | 'wrong-state' // 409, an operator's change does not apply to the node's state
-  | 'unavailable'; // 503, the database cannot be reached
+  | 'unavailable' // 503, the database cannot be reached
+  | 'setup-failed'; // 503 Session setup failed: <last line of its stderr>
 
 export class CinodeError extends Error {
   constructor(

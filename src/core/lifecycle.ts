@@ -29,13 +29,26 @@ export type NodeMark =
   /** the project that reported it broken (counted against that project while quarantined) */
   | 'reporter'
   /** the flag saying a project's SSH keys are on it */
-  | 'keys';
+  | 'keys'
+  /** a node-attach hook that the request which put it into its session is running */
+  | 'attach'
+  /** a node-detach hook that is due: the session it left, and the state it goes to after */
+  | 'detach';
+
+/**
+ * Where a node waits for its detach hook: it has left its session and is not ready, so it shows as
+ * being reset (docs/api.md, "Session isolation"). A node being attached shows as `deployed`.
+ */
+export const DETACHING: NodeState = 'reclaiming';
+
+/** A target that is not one state: the state a node's detach was recorded to lead to. */
+export type Target = NodeState | 'as-recorded';
 
 export interface NodeTransition {
   /** The states the event applies to; a node in another state is left alone. */
   from: readonly NodeState[];
   /** Where the node goes, by the aftercare it needs. */
-  to: Readonly<Record<Aftercare, NodeState>>;
+  to: Readonly<Record<Aftercare, Target>>;
   clears: readonly NodeMark[];
   /** The node was used: its used count grows by one where it lands in `ready`. */
   countsUse: boolean;
@@ -61,10 +74,14 @@ export type NodeEvent =
   | 'deprovision-abandoned'
   | 'returned-to-service'
   | 'disabled'
-  | 'ready-too-long';
+  | 'ready-too-long'
+  | 'attached'
+  | 'attach-failed'
+  | 'detached'
+  | 'detach-failed';
 
 /** The same state whatever the aftercare. */
-function always(state: NodeState): Record<Aftercare, NodeState> {
+function always(state: Target): Record<Aftercare, Target> {
   return { none: state, reclaim: state, deprovision: state };
 }
 
@@ -105,6 +122,18 @@ export const NODE_LIFECYCLE: Readonly<Record<NodeEvent, NodeTransition>> = {
   'disabled': { from: ['ready', 'failed', 'held'], to: always('disabled'), clears: LEAVING, countsUse: false },
   /** A command pool's ready node older than `max-ready-age` is replaced. */
   'ready-too-long': { from: ['ready'], to: always('reclaiming'), clears: ['claim', 'attempts', 'reporter'], countsUse: false },
+  // Session isolation (docs/api.md, "Session isolation"). With hooks configured, `allocated` marks
+  // the node `attach` (its request runs node-attach before answering), and every event that takes
+  // a node out of its session sends it to DETACHING marked `detach`, recording the state the event
+  // leads to, which it reaches once node-detach ran.
+  /** node-attach succeeded: the request hands the node out. */
+  'attached': { from: ['deployed'], to: always('deployed'), clears: ['attach'], countsUse: false },
+  /** node-attach failed: quarantined with its stderr (after its detach). */
+  'attach-failed': { from: ['deployed'], to: QUARANTINE, clears: [...LEAVING, 'attach'], countsUse: false },
+  /** node-detach succeeded: on to the state its leaving recorded (ready, reclaiming, failed...). */
+  'detached': { from: [DETACHING], to: always('as-recorded'), clears: ['detach', 'claim'], countsUse: false },
+  /** node-detach failed: it may still sit in the session's network, so it is quarantined. */
+  'detach-failed': { from: [DETACHING], to: always('failed'), clears: ['detach', 'claim'], countsUse: false },
 };
 
 /** What a node needs after use (see Aftercare). */
@@ -116,7 +145,7 @@ export function aftercareOf(pool: { reclaim: readonly string[] | null; command: 
 }
 
 /** Where `event` takes a node in `state` that needs `aftercare`; undefined when the event does not apply. */
-export function nextState(event: NodeEvent, state: NodeState, aftercare: Aftercare): NodeState | undefined {
+export function nextState(event: NodeEvent, state: NodeState, aftercare: Aftercare): Target | undefined {
   const transition = NODE_LIFECYCLE[event];
   return transition.from.includes(state) ? transition.to[aftercare] : undefined;
 }
@@ -139,6 +168,18 @@ export interface NodeMove {
   retryAt?: number;
   /** `allocated`: whether the project's SSH keys are about to be put on the nodes. */
   withKeys?: boolean;
+  /**
+   * Isolation hooks are configured: a node leaving its session goes to DETACHING first (marked
+   * `detach`), and `allocated` marks it `attach` under `attachLease`.
+   */
+  isolate?: boolean;
+  /** `allocated` with isolation: who runs node-attach, and until when its lease holds. */
+  attachLease?: { owner: string; until: number };
+}
+
+/** Whether the move takes nodes out of their session through DETACHING (isolation hooks configured). */
+export function detachesFirst(m: NodeMove): boolean {
+  return m.isolate === true && m.transition.clears.includes('session');
 }
 
 export function move(event: NodeEvent, poolsWithoutAftercare: readonly string[] = [], extra: Omit<NodeMove, 'event' | 'transition' | 'poolsWithoutAftercare'> = {}): NodeMove {

@@ -4,6 +4,7 @@
  */
 import type { Lifetime } from '../api/duration.js';
 import type { EndReason, NodeState, SessionState } from '../api/states.js';
+import type { TeardownState } from '../api/types.js';
 
 /** A project's limits and policy, resolved from the configuration's defaults and overrides. */
 export interface ProjectPolicy {
@@ -60,6 +61,41 @@ export interface Pool {
   command: CommandPoolSettings | null;
 }
 
+/** The four moments an operator may hook (docs/api.md, "Session isolation"). */
+export type HookName = 'session-setup' | 'session-teardown' | 'node-attach' | 'node-detach';
+
+/** The `isolation:` block: each hook's argv (null: not hooked) and the timeout of every run. */
+export interface IsolationHooks {
+  sessionSetup: string[] | null;
+  sessionTeardown: string[] | null;
+  nodeAttach: string[] | null;
+  nodeDetach: string[] | null;
+  timeoutMs: number;
+}
+
+/** The session a hook runs for: who holds it and what its setup said. */
+export interface HookSession {
+  ssid: string;
+  project: string;
+  alias: string | null;
+  /** What session-setup printed; undefined for session-setup itself. */
+  data?: Record<string, unknown>;
+}
+
+/** How a hook run ended; `data` is what session-setup printed last (setup only). */
+export interface HookOutcome {
+  ok: boolean;
+  /** Why it failed: the last line of its stderr, a timeout, or output that is no JSON object. */
+  reason: string | null;
+  stderr: string;
+  data?: Record<string, unknown>;
+}
+
+/** Runs the configured hooks (machines/hooks.ts); a hook that is not configured succeeds at once. */
+export interface HookRunner {
+  run(hook: HookName, session: HookSession, node?: Node): Promise<HookOutcome>;
+}
+
 export interface Session {
   id: number;
   ssid: string;
@@ -70,6 +106,10 @@ export interface Session {
   expiresAt: number | null;
   endedAt: number | null;
   endReason: EndReason | null;
+  /** What session-setup printed; null for a session opened without isolation hooks. */
+  isolation: Record<string, unknown> | null;
+  /** Where session-teardown is; null without isolation hooks. */
+  teardown: TeardownState | null;
 }
 
 export interface Node {

@@ -6,7 +6,7 @@
 import type { EventView } from '../api/types.js';
 import type { NodeMove } from './lifecycle.js';
 import type { EndReason, NodeState } from '../api/states.js';
-import type { Node, Session } from './model.js';
+import type { HookName, HookSession, Node, Session } from './model.js';
 
 /** What a state change is about, for the event history. */
 export interface Change {
@@ -211,6 +211,68 @@ export interface CatalogQueries {
   syncNodes(nodes: readonly NodeRecord[], now: number): Promise<void>;
 }
 
+/** A node whose node-detach is due, claimed, with the session it left. */
+export interface DueDetach {
+  node: Node;
+  session: HookSession;
+  /** The state it goes to once detached. */
+  then: NodeState;
+}
+
+/** A session whose session-teardown is due, claimed: after its end and every node's detach. */
+export interface DueTeardown {
+  id: number;
+  session: HookSession;
+  /** Failed runs so far. */
+  attempts: number;
+  /** When it ended (or its setup failed): retries stop a day after. */
+  endedAt: number;
+}
+
+/** One run of a hook, for the event history. */
+export interface HookRun {
+  at: number;
+  hook: HookName;
+  session: HookSession;
+  node?: Node;
+  ok: boolean;
+  /** The exit status, a signal name, or null when it did not start. */
+  exitStatus: number | string | null;
+  durationMs: number;
+  reason: string | null;
+  stderrTail: string | null;
+}
+
+/**
+ * Session isolation (docs/api.md, "Session isolation"): the states a hook run leaves while it runs
+ * outside the transaction, and claims under leases so that each due hook has one runner.
+ */
+export interface IsolationQueries {
+  /** A session whose session-setup runs now (hidden from every listing), under `owner`'s lease. */
+  openForSetup(session: NewSession, owner: string, leaseUntil: number): Promise<Session>;
+  extendSetup(sessionId: number, owner: string, leaseUntil: number): Promise<void>;
+  extendAttach(nodeIds: readonly number[], owner: string, leaseUntil: number): Promise<void>;
+  /** The setup succeeded: the session is active with its data; false when its lease lapsed and it was undone. */
+  finishSetup(sessionId: number, owner: string, data: Record<string, unknown>, now: number): Promise<boolean>;
+  /** A setup that failed or a request that opened it undone: its nodes leave by `undone`, and it waits for its teardown, then goes. */
+  abandon(sessionId: number, undone: NodeMove, change: Change): Promise<void>;
+  /** node-attach succeeded for those nodes `owner` still attaches; returns how many. */
+  confirmAttached(nodeIds: readonly number[], owner: string, attached: NodeMove, change: Change): Promise<number>;
+  /** Undoes the setups and attaches whose request's lease lapsed (its process died); returns how many. */
+  recoverLapsed(now: number, undone: NodeMove): Promise<number>;
+  claimDetaches(owner: string, now: number, leaseUntil: number, limit: number): Promise<DueDetach[]>;
+  /** Applies the detach's outcome; false when `owner` no longer holds the claim. */
+  finishDetach(nodeId: number, owner: string, outcome: NodeMove, change: Change): Promise<boolean>;
+  claimTeardowns(owner: string, now: number, leaseUntil: number, limit: number): Promise<DueTeardown[]>;
+  /** Done (a void session is deleted), retried at `retryAt`, or given up (`retryAt` null); false when the claim lapsed. */
+  finishTeardown(sessionId: number, owner: string, outcome: { ok: boolean; retryAt: number | null }, change: Change): Promise<boolean>;
+  /** An operator asks for the teardown of a done session again: due now. `active`: not ended yet; `not-isolated`: never set up. */
+  retryTeardown(ssid: string, now: number): Promise<Session | 'active' | 'not-isolated' | undefined>;
+  recordHook(run: HookRun): Promise<void>;
+  /** Makes the leases of owners starting with `ownerPrefix` (null: every owner) lapse now: their process is gone. */
+  dropLeasesOf(ownerPrefix: string | null): Promise<void>;
+}
+
 /** The queries of one transaction (or of a read outside one), by concern. */
 export interface StorageTx {
   sessions: SessionQueries;
@@ -220,6 +282,7 @@ export interface StorageTx {
   events: EventQueries;
   catalog: CatalogQueries;
   reports: ReportQueries;
+  isolation: IsolationQueries;
 }
 
 export interface Storage {

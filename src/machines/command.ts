@@ -11,6 +11,8 @@ export interface CommandResult {
   reason: string | null;
   stdout: string;
   stderr: string;
+  /** The exit code, the signal that ended it, or null when it did not start. */
+  status?: number | string | null;
 }
 
 export interface CommandOptions {
@@ -65,12 +67,13 @@ export function runCommand(options: CommandOptions, running?: Set<() => void>): 
       }
     };
     running?.add(killGroup);
+    let status: number | string | null = null;
     const finish = (result: Omit<CommandResult, 'stdout' | 'stderr'>) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       running?.delete(killGroup);
-      resolve({ ...result, stdout, stderr });
+      resolve({ ...result, stdout, stderr, status });
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -96,6 +99,7 @@ export function runCommand(options: CommandOptions, running?: Set<() => void>): 
     });
     child.on('close', (code, signal) => settle(code, signal));
     function settle(code: number | null, signal: NodeJS.Signals | null): void {
+      status = code ?? signal;
       if (timedOut) {
         finish({ ok: false, reason: `${options.label} timed out after ${Math.round(options.timeoutMs / 1000)}s and was killed` });
       } else if (code === 0) {

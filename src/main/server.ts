@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { AdminService } from '../core/admin.js';
 import type { NodeEvent } from '../core/lifecycle.js';
+import type { Node } from '../core/model.js';
 import { AllocationService } from '../core/allocation.js';
 import { checkConfigFiles, ConfigError, loadConfig, type CinodeConfig } from '../config/config.js';
 import { buildApp } from '../server/app.js';
@@ -23,8 +24,16 @@ import type { Store } from '../store/store.js';
 import { FillWorker } from '../workers/fill.js';
 import { Reaper } from '../workers/reaper.js';
 import { ReclaimWorker } from '../workers/reclaim.js';
+import { IsolationWorker } from '../workers/isolation.js';
+import { SessionIsolation } from '../core/isolation.js';
+import { hookRunner, type HookReport } from '../machines/hooks.js';
 import { Ticker } from '../workers/ticker.js';
 import { buildSnapshot, type Snapshot } from './snapshot.js';
+
+/** Hook runs (detach, teardown) at once per process: network changes, quick and light. */
+const ISOLATION_PARALLEL = 16;
+/** The hooks' timeout when `isolation:` left the configuration but hooks are still due. */
+const DEFAULT_HOOK_TIMEOUT_MS = 120_000;
 
 /** How long a shutdown waits for running commands before killing them and leaving their work to the next start. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -111,6 +120,7 @@ export interface RunningServer {
   reaper: Reaper;
   reclaim: ReclaimWorker;
   fill: FillWorker;
+  isolation: IsolationWorker;
   metrics: Metrics;
   /**
    * Reads the configuration again and syncs projects and inventory. Never rejects: a bad file, a
@@ -163,9 +173,11 @@ async function startOnStore(
   const listenAt = options.listen ?? initial.listen;
   const replica = replicaName(options.configPath, listenAt);
   if (store.exclusive) {
-    // Only this process uses the file: reclaims that a crash interrupted start over now.
+    // Only this process uses the file: reclaims and hooks that a crash interrupted start over now.
     await store.read().reclaims.clearAll();
+    await store.read().isolation.dropLeasesOf(null);
   } else {
+    await store.transaction((tx) => tx.isolation.dropLeasesOf(`${replica}:`));
     // On PostgreSQL other replicas hold live claims, which lapse within a lease once their owner
     // is gone; this replica's own earlier lives are gone for sure, so their work starts over now.
     const dropped = await store.transaction((tx) => tx.reclaims.dropClaimsOf(`${replica}:`));
@@ -193,6 +205,33 @@ async function startOnStore(
       metrics.reclaimDuration.observe({ pool: node.pool, outcome: AFTERCARE_OUTCOME[outcome] ?? outcome }, Math.max(0, clock() - node.changedAt) / 1000);
     },
   });
+  /** Kill functions of the hooks running for requests (setup, attach), stopped at shutdown. */
+  const requestHooks = new Set<() => void>();
+  const hookTimeout = () => current.config.isolation?.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS;
+  /** Every hook run: an event in the history, a metric, a log line (docs/api.md, "Session isolation"). */
+  const recordHook = async (run: HookReport<Node>) => {
+    metrics.hookRuns.inc({ hook: run.hook, outcome: run.label });
+    const { hook, session, node, outcome } = run;
+    log.info({ hook, ssid: session.ssid, node: node?.hostname, outcome: run.label, status: run.exitStatus, ms: run.durationMs, reason: outcome.reason }, 'isolation hook ran');
+    await store
+      .transaction((tx) =>
+        tx.isolation.recordHook({ at: clock(), hook, session, node, ok: outcome.ok, exitStatus: run.exitStatus, durationMs: run.durationMs, reason: outcome.reason, stderrTail: run.stderrTail }),
+      )
+      .catch(onError);
+  };
+  const hooks = hookRunner<Node>(() => current.config.isolation, recordHook, requestHooks);
+  const isolationWorker = new IsolationWorker({
+    store,
+    catalog: () => current.catalog,
+    clock,
+    hooks,
+    timeoutMs: hookTimeout,
+    owner,
+    parallel: ISOLATION_PARALLEL,
+    onError,
+    onDetached: () => reclaim.kick(),
+  });
+  const isolation = new SessionIsolation({ store, catalog: () => current.catalog, clock, hooks, owner, timeoutMs: hookTimeout, wake: () => isolationWorker.kick() });
   const fill = new FillWorker({
     store,
     clock,
@@ -213,7 +252,9 @@ async function startOnStore(
     wakeReclaim: () => {
       if (current.work.reclaim) reclaim.kick();
       if (current.work.fill) fill.kick();
+      if (current.catalog.isolated) isolationWorker.kick();
     },
+    isolation,
     contextualizer: () => current.contextualizer,
     onDemand: (demanded, missing) => fill.demand(demanded, missing),
     onAllocated: () => {
@@ -224,21 +265,33 @@ async function startOnStore(
       for (const pool of new Set(nodes.map((n) => n.pool))) metrics.timeToNode.observe({ pool }, seconds);
     },
   });
-  const admin = new AdminService({ store, catalog: () => current.catalog, clock, wakeReclaim: () => reclaim.kick() });
+  const admin = new AdminService({
+    store,
+    catalog: () => current.catalog,
+    clock,
+    wakeReclaim: () => {
+      reclaim.kick();
+      isolationWorker.kick();
+    },
+    wakeTeardown: () => isolationWorker.kick(),
+  });
   const reaper = new Reaper({
     store,
     catalog: () => current.catalog,
     clock,
     eventRetention: () => current.config.eventRetentionMs,
-    wakeReclaim: () => reclaim.kick(),
+    wakeReclaim: () => {
+      reclaim.kick();
+      isolationWorker.kick();
+    },
     onError,
   });
   // The interval is read once: a reload does not change it (like listen and database).
-  const ticker = new Ticker(initial.reaperIntervalMs, [() => reaper.kick(), () => reclaim.kick(), () => fill.kick()]);
+  const ticker = new Ticker(initial.reaperIntervalMs, [() => reaper.kick(), () => reclaim.kick(), () => fill.kick(), () => isolationWorker.kick()]);
 
   opened.push(
     () => reaper.stop(),
-    () => Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS)]).then(() => undefined),
+    () => Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS), isolationWorker.stop(SHUTDOWN_GRACE_MS)]).then(() => undefined),
   );
 
   const app = await buildApp({
@@ -293,6 +346,7 @@ async function startOnStore(
     warnPrivateInventory(log, current.config);
     reclaim.kick();
     fill.kick();
+    isolationWorker.kick();
   }
 
   return {
@@ -303,6 +357,7 @@ async function startOnStore(
     reaper,
     reclaim,
     fill,
+    isolation: isolationWorker,
     metrics,
     reload() {
       reloading = reloading.then(reloadOnce).catch((error: unknown) => log.error({ err: error }, 'configuration reload failed'));
@@ -313,10 +368,11 @@ async function startOnStore(
         ticker.stop();
         await app.close(); // finishes requests in flight
         await reaper.stop();
-        await Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS)]);
+        await Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS), isolationWorker.stop(SHUTDOWN_GRACE_MS)]);
         // The workers waited their grace: an ssh run still going now belongs to work they left
         // for the next start, and would outlive the process's database.
         for (const kill of sshRuns) kill();
+        for (const kill of requestHooks) kill();
         await store.close();
         log.info('cinode stopped');
       })();

@@ -54,7 +54,7 @@ async function syncCatalog(store: Storage, config: CinodeConfig, now: number): P
     return projectIds;
   });
   const projects = config.projects.map((p) => ({ id: ids.get(p.name)!, name: p.name, keyHash: p.keyHash, policy: p.policy, sshKeys: p.sshKeys }));
-  return new Catalog(projects, config.pools, config.defaults);
+  return new Catalog(projects, config.pools, config.defaults, config.isolation !== null);
 }
 
 /**

@@ -70,6 +70,7 @@ const STATUS: Record<CinodeError['kind'], number> = {
   'rate-limit': 429,
   capacity: 503,
   unavailable: 503,
+  'setup-failed': 503,
   'no-node': 404,
   'wrong-state': 409,
 };
@@ -229,6 +230,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   adminCall('/Admin/node/release', async (_request, params, project) => options.admin.release(readHostname(params), project));
   adminCall('/Admin/node/disable', async (_request, params, project) => options.admin.disable(readHostname(params), project));
   adminCall('/Admin/node/enable', async (_request, params, project) => options.admin.enable(readHostname(params), project));
+  adminCall('/Admin/session/teardown', async (_request, params) => options.admin.teardown(readSessionRef(params, true)));
 
   // `/Inventory` answers without a key too: the legacy public listing that cico's `node get` reads.
   const inventory = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -279,6 +281,7 @@ const ENDPOINTS = [
   '/Admin/node/release',
   '/Admin/node/disable',
   '/Admin/node/enable',
+  '/Admin/session/teardown',
   '/healthz',
   '/metrics',
   '/dashboard',

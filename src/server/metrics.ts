@@ -60,7 +60,7 @@ export class Metrics {
     labelNames: ['project'] as const,
     registers: [this.registry],
   });
-  /** Session isolation hooks are not built yet: no series until they are. */
+  /** Session isolation hook runs (docs/api.md, "Session isolation"): outcome `ok`, `failed` or `timeout`. */
   readonly hookRuns = new Counter({
     name: 'cinode_hook_runs_total',
     help: 'Session isolation hook runs, by hook and outcome',

@@ -47,6 +47,12 @@ const SCHEMAS: Record<string, Schema> = {
     ended_at: { type: ['string', 'null'], format: 'date-time' },
     end_reason: { enum: [...END_REASONS, null] },
     hosts: arrayOf(ref('HostView')),
+    isolation: { type: ['object', 'null'], description: 'What session-setup printed as the last line of its stdout; null without isolation hooks.' },
+    teardown: { enum: ['pending', 'failed', 'done', null], description: 'Where session-teardown is; null without isolation hooks.' },
+  }),
+  TeardownView: record({
+    ssid: { type: 'string', format: 'uuid' },
+    teardown: { enum: ['pending'] },
   }),
   KeyedInventory: { ...arrayOf({ type: 'array', prefixItems: [{ type: 'string' }, { type: 'string' }], minItems: 2, maxItems: 2 }), description: '[hostname, ssid] per node in the caller\'s active sessions.' },
   PublicInventory: {
@@ -88,7 +94,7 @@ const SCHEMAS: Record<string, Schema> = {
   }),
   EventView: record({
     at: ISO_TIME,
-    subject: { enum: ['node', 'session', 'pool'] },
+    subject: { enum: ['node', 'session', 'pool', 'hook'] },
     hostname: nullable('string'),
     pool: nullable('string'),
     ssid: nullable('string'),
@@ -232,6 +238,14 @@ const PATHS = {
   '/Admin/node/release': call('adminRelease', 'Return a failed or held node to service, through reclaim (admin key)', 'admin', [required(P.hostname)], json(ref('AdminNodeView'), 'The node after the action'), NODE_ACTION_ERRORS),
   '/Admin/node/disable': call('adminDisable', 'Take a ready, failed or held node out of service (admin key)', 'admin', [required(P.hostname)], json(ref('AdminNodeView'), 'The node after the action'), NODE_ACTION_ERRORS),
   '/Admin/node/enable': call('adminEnable', 'Return a disabled node to service, through reclaim (admin key)', 'admin', [required(P.hostname)], json(ref('AdminNodeView'), 'The node after the action'), NODE_ACTION_ERRORS),
+  '/Admin/session/teardown': call(
+    'adminSessionTeardown',
+    "Run a done session's session-teardown hook again now (admin key)",
+    'admin',
+    [required({ ...P.ssid, description: "The session's full ssid (any project's)." })],
+    json(ref('TeardownView'), 'The teardown is due now'),
+    NODE_ACTION_ERRORS,
+  ),
   '/healthz': { get: { operationId: 'healthz', summary: 'The server and its database answer', tags: ['operations'], responses: { 200: json(ref('Health'), 'Healthy'), 503: ERRORS[503] } } },
   '/metrics': {
     get: {

@@ -138,6 +138,30 @@ const usage: Migration = {
   },
 };
 
+/**
+ * Issue 11: session isolation hooks. A session keeps what its setup printed and where its teardown
+ * is (with a lease, attempts and the next try); a node keeps the hook due for it (`attach` or
+ * `detach`), the session that hook is for, and the state it goes to after its detach.
+ */
+const isolation: Migration = {
+  async up(db: Kysely<unknown>) {
+    const sessions = () => db.schema.alterTable('sessions');
+    await sessions().addColumn('isolation', 'text').execute();
+    await sessions().addColumn('teardown', 'varchar(8)').execute();
+    await sessions().addColumn('teardown_attempts', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+    await sessions().addColumn('teardown_at', 'bigint').execute();
+    await sessions().addColumn('hook_owner', 'varchar(64)').execute();
+    await sessions().addColumn('hook_until', 'bigint').execute();
+    await db.schema.createIndex('sessions_teardown').on('sessions').columns(['teardown', 'teardown_at']).execute();
+    const nodes = () => db.schema.alterTable('nodes');
+    await nodes().addColumn('hook', 'varchar(8)').execute();
+    await nodes().addColumn('hook_session', 'integer').execute();
+    await nodes().addColumn('hook_to', 'varchar(16)').execute();
+    await db.schema.createIndex('nodes_hook').on('nodes').columns(['hook', 'lease_until']).execute();
+    await db.schema.createIndex('nodes_hook_session').on('nodes').column('hook_session').execute();
+  },
+};
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     getMigrations: async () => ({
@@ -145,6 +169,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
       '0002_machines': machines(dialect),
       '0003_words': words,
       '0004_usage': usage,
+      '0007_isolation': isolation,
     }),
   };
 }

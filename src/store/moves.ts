@@ -4,7 +4,7 @@
  * clears. The store applies moves; it never chooses where a node goes.
  */
 import { sql, type RawBuilder } from 'kysely';
-import type { NodeMark, NodeMove } from '../core/lifecycle.js';
+import { DETACHING, detachesFirst, type NodeMark, type NodeMove } from '../core/lifecycle.js';
 import type { NodeState } from '../api/states.js';
 import type { Change } from '../core/storage.js';
 
@@ -16,6 +16,9 @@ const CLEARED: Record<NodeMark, Record<string, null | number>> = {
   attempts: { attempts: 0 },
   reporter: { failed_by: null },
   keys: { contextualized: 0 },
+  // The attach runs under the request's lease, in the claim's columns.
+  attach: { hook: null, lease_owner: null, lease_until: null },
+  detach: { hook: null, hook_session: null, hook_to: null },
 };
 
 /** Whether the node needs no aftercare: in a static pool without a reclaim command, and carrying no keys. */
@@ -24,9 +27,22 @@ function needsNone(m: NodeMove): RawBuilder<boolean> | null {
   return sql<boolean>`(nodes.pool in (${sql.join(m.poolsWithoutAftercare)}) and nodes.contextualized = 0)`;
 }
 
-/** The state the move leads each node to, as one expression (a constant when every aftercare agrees). */
+/** A node in a session: one leaving it detaches first (an operator may disable a node in none). */
+const inSession = sql<boolean>`nodes.session_id is not null`;
+
+/**
+ * The state the move leads each node to, as one expression (a constant when every aftercare
+ * agrees). With isolation, a node leaving its session waits in DETACHING first.
+ */
 export function targetState(m: NodeMove): RawBuilder<NodeState> {
+  if (detachesFirst(m)) return sql<NodeState>`case when ${inSession} then ${sql.lit(DETACHING)} else ${eventTarget(m)} end`;
+  return eventTarget(m);
+}
+
+/** The state the event itself leads to: after the detach, for a node that detaches first. */
+function eventTarget(m: NodeMove): RawBuilder<NodeState> {
   const { none, reclaim, deprovision } = m.transition.to;
+  if (none === 'as-recorded') return sql<NodeState>`nodes.hook_to`;
   const isNone = needsNone(m);
   const byKind = reclaim === deprovision ? sql.lit(reclaim) : sql`case when nodes.provisioned = 1 then ${sql.lit(deprovision)} else ${sql.lit(reclaim)} end`;
   if (isNone === null || none === reclaim) {
@@ -52,6 +68,16 @@ export function moveColumns(m: NodeMove, change: Change): Record<string, unknown
   if (m.holdUntil !== undefined) columns.hold_until = m.holdUntil;
   if (m.retryAt !== undefined) columns.lease_until = m.retryAt;
   if (m.withKeys !== undefined) columns.contextualized = m.withKeys ? 1 : 0;
+  if (detachesFirst(m)) {
+    // Every column on the right reads the row before the update: the session it is leaving.
+    Object.assign(columns, {
+      hook: sql`case when ${inSession} then 'detach' else null end`,
+      hook_session: sql`nodes.session_id`,
+      hook_to: sql`case when ${inSession} then ${eventTarget(m)} else null end`,
+    });
+  } else if (m.isolate && m.attachLease && m.event === 'allocated') {
+    Object.assign(columns, { hook: 'attach', lease_owner: m.attachLease.owner, lease_until: m.attachLease.until });
+  }
   return columns;
 }
 

@@ -158,7 +158,8 @@ export class NodeStore implements NodeQueries {
         .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
         .select((eb) => eb.fn.countAll<number>().as('n'))
         .where('sessions.project_id', '=', v.projectId)
-        .where('sessions.state', '=', 'active'),
+        // A session being set up holds its nodes already.
+        .where('sessions.state', 'in', ['active', 'setup']),
     );
     return Number(row!.n);
   }

@@ -23,6 +23,8 @@ export class ReclaimStore implements ReclaimQueries {
       .selectFrom('nodes')
       .select('id')
       .where('state', '=', 'reclaiming')
+      // A node detaching from its session's network waits for that first (workers/isolation.ts).
+      .where('hook', 'is', null)
       .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]))
       // A retired node of a command pool is gone for good; a retired static node is still reset.
       .where((eb) => eb.or([eb('retired', '=', 0), eb('provisioned', '=', 0)]))
@@ -40,6 +42,7 @@ export class ReclaimStore implements ReclaimQueries {
         candidates.map((c) => c.id),
       )
       .where('state', '=', 'reclaiming')
+      .where('hook', 'is', null)
       .returningAll()
       .execute();
     return rows.map(toNode);

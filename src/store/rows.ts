@@ -8,11 +8,13 @@ export function toSession(row: SessionRow): Session {
     ssid: row.ssid,
     projectId: Number(row.project_id),
     alias: row.alias,
-    state: row.state,
+    state: row.state === 'active' ? 'active' : 'done',
     createdAt: Number(row.created_at),
     expiresAt: row.expires_at === null ? null : Number(row.expires_at),
     endedAt: row.ended_at === null ? null : Number(row.ended_at),
     endReason: row.end_reason,
+    isolation: row.isolation === null ? null : (JSON.parse(row.isolation) as Record<string, unknown>),
+    teardown: row.teardown,
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import type { Generated, Selectable } from 'kysely';
 import type { EndReason, NodeState, SessionState } from '../api/states.js';
+import type { TeardownState } from '../api/types.js';
 
 export interface ProjectTable {
   id: Generated<number>;
@@ -19,11 +20,21 @@ export interface SessionTable {
   ssid: string;
   project_id: number;
   alias: string | null;
-  state: SessionState;
+  /** `setup` (session-setup running) and `void` (setup failed: torn down, then deleted) are never shown. */
+  state: SessionState | 'setup' | 'void';
   created_at: number;
   expires_at: number | null;
   ended_at: number | null;
   end_reason: EndReason | null;
+  /** JSON of what session-setup printed; null without isolation hooks. */
+  isolation: string | null;
+  teardown: TeardownState | null;
+  /** Failed teardown runs so far, and when the next may start. */
+  teardown_attempts: Generated<number>;
+  teardown_at: number | null;
+  /** Who runs this session's setup or teardown, and until when its lease holds. */
+  hook_owner: string | null;
+  hook_until: number | null;
 }
 
 export interface NodeTable {
@@ -58,6 +69,12 @@ export interface NodeTable {
   hold_until: number | null;
   /** Failed deprovision attempts in a row, for the backoff and the give-up. */
   attempts: Generated<number>;
+  /** The isolation hook due for the node (`attach` or `detach`), under the lease columns. */
+  hook: 'attach' | 'detach' | null;
+  /** The session that hook is for (a detaching node has left it). */
+  hook_session: number | null;
+  /** The state a detaching node goes to once node-detach ran. */
+  hook_to: NodeState | null;
 }
 
 /** Every state change of a node or a session, and each command a pool ran that failed: the event history. */

@@ -35,6 +35,8 @@ export class SessionStore implements SessionQueries {
           .selectAll()
           .where('project_id', '=', v.projectId)
           .where('alias', '=', v.ref)
+          // Not a session being set up, nor one whose setup failed: neither exists for its client.
+          .where('state', 'in', ['active', 'done'])
           .orderBy(sql`case when state = 'active' then 0 else 1 end`)
           .orderBy('id', 'desc')
           .limit(1),
@@ -96,7 +98,17 @@ export class SessionStore implements SessionQueries {
     const change = { at: now, reason: `session ${reason}` };
     await this.history.sessionsChanging(sessionIds, 'active', 'done', change);
     await run(this.ctx, 'sessions.end', { now, reason, sessionIds }, (v) =>
-      this.ctx.db.updateTable('sessions').set({ state: 'done', ended_at: v.now, end_reason: v.reason }).where('id', 'in', v.sessionIds),
+      this.ctx.db
+        .updateTable('sessions')
+        // A session that was set up is torn down once its nodes detached (workers/isolation.ts).
+        .set({
+          state: 'done',
+          ended_at: v.now,
+          end_reason: v.reason,
+          teardown: sql`case when isolation is not null then 'pending' else teardown end`,
+          teardown_at: v.now,
+        })
+        .where('id', 'in', v.sessionIds),
     );
     await this.nodes.leaveSessions(sessionIds, undefined, release, change);
   }
@@ -119,7 +131,9 @@ export class SessionStore implements SessionQueries {
         .selectFrom('sessions')
         .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('created_at').as('oldest')])
         .where('project_id', '=', v.projectId)
-        .where('created_at', '>', v.since),
+        .where('created_at', '>', v.since)
+        // A session whose setup failed is no charge (docs/api.md, "Session isolation").
+        .where('state', '!=', 'void'),
     ))!;
     return { count: Number(row.n), oldest: row.oldest === null ? null : Number(row.oldest) };
   }

@@ -10,6 +10,7 @@ import { CommitGroup } from './commit-group.js';
 import type { QueryContext } from './context.js';
 import { isRetryableConflict } from './errors.js';
 import { History } from './history.js';
+import { IsolationStore } from './isolation.js';
 import type { Dialect } from './migrations.js';
 import { NodeStore } from './nodes.js';
 import { ProvisionStore } from './provisions.js';
@@ -33,6 +34,7 @@ function queries(ctx: QueryContext): StorageTx {
     events: history,
     catalog: new CatalogStore(ctx, history),
     reports: new ReportStore(ctx),
+    isolation: new IsolationStore(ctx, history, nodes),
   };
 }
 

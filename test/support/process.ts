@@ -68,6 +68,8 @@ export interface ProcessOptions {
   dir?: string;
   spec?: ConfigSpec;
   env?: Record<string, string>;
+  /** The port to listen on (a restart of the same replica); a free one by default. */
+  port?: number;
 }
 
 class StartFailed extends Error {
@@ -167,12 +169,12 @@ export async function startServerProcess(options: ProcessOptions = {}): Promise<
   const configPath = join(dir, 'cinode.yaml');
   writeFileSync(configPath, configYaml(dir, options.spec ?? {}));
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = options.port ?? (await freePort());
     try {
       return await launch(dir, configPath, port, options.env ?? {});
     } catch (error) {
       // Another process may take the port between the probe and the server's listen: try another.
-      if (error instanceof StartFailed && error.addressInUse && attempt < START_ATTEMPTS) continue;
+      if (error instanceof StartFailed && error.addressInUse && attempt < START_ATTEMPTS && options.port === undefined) continue;
       throw error;
     }
   }
