@@ -35,6 +35,23 @@ export interface SessionView {
   ended_at: string | null;
   end_reason: string | null;
   hosts: HostView[];
+  /** The session's `/Node/get ssid=` requests waiting for capacity; only while there is one. */
+  waiting?: WaitingView[];
+}
+
+/** A `/Node/get` waiting for capacity (docs/api.md, "Waiting for capacity"). */
+export interface WaitingView {
+  count: number;
+  /** When it started waiting (ISO 8601). */
+  since: string;
+  /** Its place in the order the queue would serve now: 1 is served next. */
+  position: number;
+}
+
+/** A `/Queue` entry: with the session it adds to (null: it opens one), and to an admin key its project. */
+export interface QueueEntryView extends WaitingView {
+  ssid: string | null;
+  project?: string;
 }
 
 /** A keyed `/Inventory` row: `[hostname, ssid]`. */

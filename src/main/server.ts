@@ -12,6 +12,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { AdminService } from '../core/admin.js';
 import type { NodeEvent } from '../core/lifecycle.js';
 import { AllocationService } from '../core/allocation.js';
+import { WaitingQueue } from '../core/queue.js';
 import { checkConfigFiles, ConfigError, loadConfig, type CinodeConfig } from '../config/config.js';
 import { buildApp } from '../server/app.js';
 import { Metrics } from '../server/metrics.js';
@@ -91,6 +92,13 @@ const AFTERCARE_OUTCOME: Partial<Record<NodeEvent, string>> = {
   'deprovision-abandoned': 'abandoned',
 };
 
+/** `cinode_queue_waiting`: the waiting requests of each project. */
+function waitingByProject(order: ReadonlyArray<{ project: string }>): Array<{ project: string; count: number }> {
+  const counts = new Map<string, number>();
+  for (const { project } of order) counts.set(project, (counts.get(project) ?? 0) + 1);
+  return [...counts].map(([project, count]) => ({ project, count }));
+}
+
 export interface ServerOptions {
   configPath: string;
   env?: Record<string, string | undefined>;
@@ -101,6 +109,8 @@ export interface ServerOptions {
   /** HTTP limits other than the defaults (tests use short ones). */
   httpLimits?: Partial<HttpLimits>;
   failedKeyLimits?: FailedKeyLimits;
+  /** The waiting queue's lease and slow poll, in milliseconds, other than the defaults (tests use short ones). */
+  queueTimings?: { leaseMs?: number; pollMs?: number };
 }
 
 export interface RunningServer {
@@ -112,6 +122,7 @@ export interface RunningServer {
   reclaim: ReclaimWorker;
   fill: FillWorker;
   metrics: Metrics;
+  queue: WaitingQueue;
   /**
    * Reads the configuration again and syncs projects and inventory. Never rejects: a bad file, a
    * sync the database refuses or a database that is down is logged with its reason, and the
@@ -171,14 +182,21 @@ async function startOnStore(
     const dropped = await store.transaction((tx) => tx.reclaims.dropClaimsOf(`${replica}:`));
     if (dropped > 0) log.info({ nodes: dropped, replica }, 'claims of this replica before its restart dropped');
   }
+  // Requests that waited in an earlier life of this process got no answer and wait no more;
+  // another replica's dead requests lapse with their lease.
+  const dropped = await store.transaction((tx) => (store.exclusive ? tx.queue.clearAll().then(() => 0) : tx.queue.dropOf(`${replica}:`)));
+  if (dropped > 0) log.info({ requests: dropped, replica }, 'waiting requests of this replica before its restart dropped');
   /** Kill functions of the ssh runs in flight (contextualization), stopped at shutdown. */
   const sshRuns = new Set<() => void>();
   let current: Snapshot = await buildSnapshot(store, initial, clock(), sshRuns);
   const owner = `${replica}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
+  const queue = new WaitingQueue({ store, owner, onError, ...options.queueTimings });
+  /** Nodes may have become ready (or the queue's order changed): the waiting queue serves what it can. */
+  const wakeQueue = () => queue.wake();
   // Read at scrape time (the admin service is made below, before any scrape can come).
-  const metrics = new Metrics(() => admin.counts());
+  const metrics = new Metrics(async () => ({ ...(await admin.counts()), waiting: waitingByProject(await queue.order()) }));
   const reclaim = new ReclaimWorker({
     store,
     clock,
@@ -189,6 +207,7 @@ async function startOnStore(
     onError,
     onFinished: (node, outcome, reason) => {
       log.info({ node: node.hostname, pool: node.pool, outcome, reason }, AFTERCARE_LOG[outcome] ?? outcome);
+      wakeQueue();
       // The claimed node's changed_at is when it was released into aftercare.
       metrics.reclaimDuration.observe({ pool: node.pool, outcome: AFTERCARE_OUTCOME[outcome] ?? outcome }, Math.max(0, clock() - node.changedAt) / 1000);
     },
@@ -200,8 +219,11 @@ async function startOnStore(
     owner,
     onError,
     onRetire: () => reclaim.kick(),
-    onProvisioned: (pool, added, problem) =>
-      problem === null ? log.info({ pool, added }, 'nodes provisioned') : log.warn({ pool, added, problem }, 'provision failed'),
+    onProvisioned: (pool, added, problem) => {
+      if (problem === null) log.info({ pool, added }, 'nodes provisioned');
+      else log.warn({ pool, added, problem }, 'provision failed');
+      wakeQueue();
+    },
   });
   const service = new AllocationService({
     store,
@@ -213,7 +235,9 @@ async function startOnStore(
     wakeReclaim: () => {
       if (current.work.reclaim) reclaim.kick();
       if (current.work.fill) fill.kick();
+      wakeQueue();
     },
+    queue,
     contextualizer: () => current.contextualizer,
     onDemand: (demanded, missing) => fill.demand(demanded, missing),
     onAllocated: () => {
@@ -224,13 +248,17 @@ async function startOnStore(
       for (const pool of new Set(nodes.map((n) => n.pool))) metrics.timeToNode.observe({ pool }, seconds);
     },
   });
-  const admin = new AdminService({ store, catalog: () => current.catalog, clock, wakeReclaim: () => reclaim.kick() });
+  const wakeAftercare = () => {
+    reclaim.kick();
+    wakeQueue();
+  };
+  const admin = new AdminService({ store, catalog: () => current.catalog, clock, wakeReclaim: wakeAftercare });
   const reaper = new Reaper({
     store,
     catalog: () => current.catalog,
     clock,
     eventRetention: () => current.config.eventRetentionMs,
-    wakeReclaim: () => reclaim.kick(),
+    wakeReclaim: wakeAftercare,
     onError,
   });
   // The interval is read once: a reload does not change it (like listen and database).
@@ -257,6 +285,9 @@ async function startOnStore(
     },
   });
   opened.push(() => app.close());
+  // Other replicas' releases wake this one's queue; the slow poll covers a lost connection.
+  const stopListening = store.queueChannel ? await store.queueChannel.listen(() => queue.wake(false), onError) : async () => undefined;
+  opened.push(() => queue.close(), stopListening);
   const listen = listenAt;
   await app.listen({ host: listen.host, port: listen.port });
   const address = app.server.address();
@@ -293,6 +324,7 @@ async function startOnStore(
     warnPrivateInventory(log, current.config);
     reclaim.kick();
     fill.kick();
+    wakeQueue();
   }
 
   return {
@@ -304,6 +336,7 @@ async function startOnStore(
     reclaim,
     fill,
     metrics,
+    queue,
     reload() {
       reloading = reloading.then(reloadOnce).catch((error: unknown) => log.error({ err: error }, 'configuration reload failed'));
       return reloading;
@@ -311,6 +344,9 @@ async function startOnStore(
     close() {
       closing ??= (async () => {
         ticker.stop();
+        // Waiting requests answer the capacity 503 now (a client may retry on another replica).
+        queue.close();
+        await stopListening();
         await app.close(); // finishes requests in flight
         await reaper.stop();
         await Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS)]);

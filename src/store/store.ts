@@ -4,7 +4,7 @@
  * the event history and the configuration sync. Where the two engines differ is in locks.ts.
  */
 import type { Kysely, Transaction } from 'kysely';
-import type { Storage, StorageTx } from '../core/storage.js';
+import type { QueueChannel, Storage, StorageTx } from '../core/storage.js';
 import { CatalogStore } from './catalog-sync.js';
 import type { QueryContext } from './context.js';
 import { isRetryableConflict } from './errors.js';
@@ -12,6 +12,7 @@ import { History } from './history.js';
 import type { Dialect } from './migrations.js';
 import { NodeStore } from './nodes.js';
 import { ProvisionStore } from './provisions.js';
+import { QueueStore } from './queue.js';
 import { ReclaimStore } from './reclaims.js';
 import { ReportStore } from './reports.js';
 import type { Database } from './schema.js';
@@ -32,6 +33,7 @@ function queries(ctx: QueryContext): StorageTx {
     events: history,
     catalog: new CatalogStore(ctx, history),
     reports: new ReportStore(ctx),
+    queue: new QueueStore(ctx),
   };
 }
 
@@ -42,6 +44,7 @@ export class Store implements Storage {
   constructor(
     readonly db: Kysely<Database>,
     readonly dialect: Dialect,
+    readonly queueChannel: QueueChannel | null = null,
   ) {
     this.exclusive = dialect === 'sqlite';
   }
