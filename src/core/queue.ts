@@ -120,11 +120,14 @@ export class WaitingQueue {
         this.ending.delete(end);
         this.local.delete(id);
         if (this.local.size === 0) this.stopPolling();
-        settle();
-        // A row still there belongs to a request that was not served: take it out, then let the
-        // requests behind it have their turn.
+        // A row still there belongs to a request that was not served: it is taken out before the
+        // answer (whoever reads the queue after it sees the request gone), then the requests
+        // behind it have their turn.
         const removed = left ? Promise.resolve() : this.deps.store.transaction((tx) => tx.queue.remove(id));
-        void removed.catch(this.deps.onError).finally(() => this.wake());
+        void removed.catch(this.deps.onError).finally(() => {
+          settle();
+          this.wake();
+        });
       };
       // The wait is over: unless an attempt is under way (its outcome answers), unserved.
       const end = () => {
