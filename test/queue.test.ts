@@ -231,7 +231,8 @@ describe('waiting for capacity', () => {
       ['never', null, 1, 1],
       ['alpha', session.ssid, 2, 2],
     ]);
-    expect(await queue(s, beta)).toEqual(all);
+    // What heartbeats read: the sessions that have a request waiting.
+    expect(await s.server.store.read().queue.sessionsWithWaiters(Date.now())).toEqual([session.ssid]);
     expect((await s.get('/Queue', { key: 'wrong-key-0123456789abcdef' })).status).toBe(403);
     await s.get('/Session/done', { ...alpha, ssid: session.ssid });
     await release(s, beta, held);
@@ -284,11 +285,25 @@ describe('waiting for capacity', () => {
     expect((await s.get('/Node/get', { ...never, ver: 7 })).status).toBe(200);
     await add(Date.now() + 3_600_000);
     expect((await s.get('/Node/get', { ...never, ver: 7 })).status).toBe(503);
+    // A request of this process waits behind it (the other process's turn comes first).
+    expect((await s.get('/Node/get', { ...never, ver: 7, wait: '1s' })).status).toBe(503);
     // A restart drops the rows of the replica's earlier lives (on SQLite, every row: one process owns the file).
     await s.close();
     await s.start();
     expect(await queue(s)).toEqual([]);
     expect((await s.get('/Node/get', { ...never, ver: 7 })).status).toBe(200);
+  });
+
+  it('keeps a waiting request live past its lease: the server renews it while the request waits', async () => {
+    const s = await launch({ projects: { beta: { admin: true } }, server: { queueTimings: { leaseMs: 400, pollMs: 100 } } });
+    const held = await take(s, beta, 3);
+    const { reply: waiting } = await enqueue(s, { ...alpha });
+    const started = Date.now();
+    await waitFor('several leases to pass with the request still waiting', async () => Date.now() - started > 1_500 && (await queue(s)).length === 1, 5_000);
+    // Still kept in order: an immediate request does not overtake it.
+    expect((await s.get('/Node/get', { ...never, ver: 7 })).status).toBe(503);
+    await release(s, beta, held);
+    expect((await waiting).status).toBe(200);
   });
 
   it('ends the waits of a closing server with the capacity answer', async () => {
