@@ -59,6 +59,8 @@ export class WaitingQueue {
   private tellOthers = false;
   private closed = false;
   private readonly ending = new Set<() => void>();
+  /** Waits that ended and are taking their row out before they answer. */
+  private readonly answering = new Set<Promise<void>>();
 
   constructor(private readonly deps: QueueDeps) {
     this.wallClock = deps.wallClock ?? Date.now;
@@ -124,10 +126,12 @@ export class WaitingQueue {
         // answer (whoever reads the queue after it sees the request gone), then the requests
         // behind it have their turn.
         const removed = left ? Promise.resolve() : this.deps.store.transaction((tx) => tx.queue.remove(id));
-        void removed.catch(this.deps.onError).finally(() => {
+        const answered = removed.catch(this.deps.onError).finally(() => {
           settle();
+          this.answering.delete(answered);
           this.wake();
         });
+        this.answering.add(answered);
       };
       // The wait is over: unless an attempt is under way (its outcome answers), unserved.
       const end = () => {
@@ -167,11 +171,16 @@ export class WaitingQueue {
     return serveOrder(await this.deps.store.read().queue.list(this.now()));
   }
 
-  /** Ends every wait of this process unserved (the server is closing); later waits end at once. */
-  close(): void {
+  /**
+   * Ends every wait of this process unserved (the server is closing; later waits end at once) and
+   * resolves once each has its answer, so the HTTP server is closed after they were sent (a
+   * keep-alive connection that answers during the close would hold it open).
+   */
+  async close(): Promise<void> {
     this.closed = true;
     for (const end of [...this.ending]) end();
     this.stopPolling();
+    while (this.answering.size > 0) await Promise.all([...this.answering]);
   }
 
   private async passes(): Promise<void> {

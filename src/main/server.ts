@@ -345,7 +345,7 @@ async function startOnStore(
       closing ??= (async () => {
         ticker.stop();
         // Waiting requests answer the capacity 503 now (a client may retry on another replica).
-        queue.close();
+        await queue.close();
         await stopListening();
         await app.close(); // finishes requests in flight
         await reaper.stop();
