@@ -28,6 +28,7 @@ import { postgresDatabases, redact, sqliteDatabases, type Databases, type Engine
 import { closedLoop, HttpTarget, json, summary, tally, type Cycle, type LoadResult } from './load.js';
 import { BENCH_PROJECT, configYaml, REAP_PROJECTS, REPO_ROOT, ServerProcess, type Project } from './processes.js';
 import { usageScenario, type UsageResult } from './usage.js';
+import { queueScenario, type QueueResult } from './queue.js';
 import { runSoak } from './soak.js';
 
 // ---- sizes: together about two minutes on a small machine ----
@@ -153,6 +154,7 @@ interface EngineResult {
   reap?: ReapResult[];
   reapMethod?: string;
   usage?: UsageResult;
+  queue?: QueueResult;
   /** Peak resident memory of the server per scenario, MiB. */
   peakMemoryMiB?: Record<string, number>;
   errors: Record<string, string>;
@@ -395,7 +397,7 @@ async function throughputPoint(cinodeServer: ServerProcess, noopServer: ServerPr
   };
 }
 
-/** CINODE_BENCH_ONLY=cycle,throughput,inventory,reap,usage runs just those scenarios (for working on one). */
+/** CINODE_BENCH_ONLY=cycle,throughput,inventory,reap,usage,queue runs just those scenarios (for working on one). */
 const ONLY = process.env.CINODE_BENCH_ONLY?.split(',').map((s) => s.trim());
 
 async function scenario(result: EngineResult, name: string, work: () => Promise<void>, id: string): Promise<void> {
@@ -494,6 +496,10 @@ async function runEngine(ws: Workspace, db: Databases): Promise<EngineResult> {
     result.usage = await usageScenario(db, async (label, database, nodes, projects) => (await ws.cinode(label, database, nodes, projects)).server);
     peaks['usage and /metrics'] = result.usage.peakMiB;
   }, 'usage');
+
+  await scenario(result, 'the waiting queue: hand-off, time to node under contention, fairness', async () => {
+    result.queue = await queueScenario(db, async (label, database, nodes, projects) => (await ws.cinode(label, database, nodes, projects)).server);
+  }, 'queue');
 
   result.targets = targets(result);
   return result;

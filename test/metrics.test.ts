@@ -69,7 +69,7 @@ afterAll(async () => {
 });
 
 describe('GET /metrics', () => {
-  test('every metric of docs/api.md, with its type; the queue, not built yet, and the hooks, without isolation configured, have no series', async () => {
+  test('every metric of docs/api.md, with its type; the queue with nothing waiting and the hooks without isolation configured have no series', async () => {
     const metrics = await scrape();
     const types: Record<string, PromFamily['type']> = {
       cinode_http_requests_total: 'COUNTER',

@@ -109,6 +109,9 @@ test('the answers of legacy, session and admin calls validate against the docume
   await get('/Inventory');
   await get('/Session/show', { key: KEYS.alpha, ssid: got.ssid });
   await get('/Session/list', { key: KEYS.alpha });
+  await get('/Queue', { key: KEYS.alpha });
+  await get('/Queue', { key: KEYS.beta });
+  await get('/Node/get', { key: KEYS.alpha, ver: '7', count: 2, wait: '1s' }); // 503 after the wait
   await get('/Node/done', { key: KEYS.alpha, ssid: got.ssid, node: got.hosts[0]! });
   await get('/Node/done', { key: KEYS.alpha, ssid: got.ssid, node: 'elsewhere.example' }); // 400 not in session
   await get('/Node/fail', { key: KEYS.alpha, ssid: got.ssid, node: got.hosts[1]! });

@@ -39,6 +39,23 @@ export interface SessionView {
   isolation?: Record<string, unknown> | null;
   /** Where session-teardown is; null without isolation hooks. */
   teardown?: TeardownState | null;
+  /** The session's `/Node/get ssid=` requests waiting for capacity; only while there is one. */
+  waiting?: WaitingView[];
+}
+
+/** A `/Node/get` waiting for capacity (docs/api.md, "Waiting for capacity"). */
+export interface WaitingView {
+  count: number;
+  /** When it started waiting (ISO 8601). */
+  since: string;
+  /** Its place in the order the queue would serve now: 1 is served next. */
+  position: number;
+}
+
+/** A `/Queue` entry: with the session it adds to (null: it opens one), and to an admin key its project. */
+export interface QueueEntryView extends WaitingView {
+  ssid: string | null;
+  project?: string;
 }
 
 /** `pending`: running or to be retried; `failed`: given up after a day; `done`. */

@@ -209,6 +209,12 @@ function policyProblems(s: PolicySettings): Array<{ keys: [PolicyKey, PolicyKey]
       found.push({ keys: [key, 'never-expire'], message: `${key} "never" needs never-expire: true` });
     }
   }
+  if (s['default-wait'] > s['max-wait']) {
+    found.push({
+      keys: ['default-wait', 'max-wait'],
+      message: `default-wait ${formatDuration(s['default-wait'])} is longer than max-wait ${formatDuration(s['max-wait'])}`,
+    });
+  }
   return found;
 }
 
@@ -222,6 +228,8 @@ function toPolicy(s: PolicySettings): ProjectPolicy {
     maxFailedNodes: s['max-failed-nodes'],
     rateLimit: s['rate-limit'],
     maxCount: s['max-count'],
+    maxWaitMs: s['max-wait'],
+    defaultWaitMs: s['default-wait'],
     admin: s.admin,
   };
 }

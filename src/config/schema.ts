@@ -62,6 +62,16 @@ const text = expecting('a non-empty string', (v) => (typeof v === 'string' && v 
 const duration = expecting(DURATION_HELP, (v) => ifString(v, parseDuration));
 const lifetime = expecting<Lifetime>(`"never" or ${DURATION_HELP}`, (v) => ifString(v, parseLifetime));
 
+/** The longest a `/Node/get` may wait for capacity (docs/api.md, "Waiting for capacity"). */
+export const WAIT_LIMIT_MS = 86_400_000;
+/** A wait: 0 (do not wait) or a duration up to a day. */
+const wait = (zero: boolean) =>
+  expecting(`${zero ? '0 or ' : ''}a duration from 1s to 1d, ${DURATION_HELP}`, (v) => {
+    if (zero && (v === 0 || v === '0' || v === '0s')) return 0;
+    const ms = ifString(v, parseDuration);
+    return ms !== undefined && ms <= WAIT_LIMIT_MS ? ms : undefined;
+  });
+
 /** `N/DURATION`: at most N new sessions in any window of DURATION. */
 const rateLimit = expecting(`N/DURATION such as 5/5m (N a whole number from 1 to 999999, DURATION ${DURATION_HELP})`, (v) =>
   ifString(v, (s) => {
@@ -156,6 +166,8 @@ const policy = {
   'max-failed-nodes': wholeNumber(0).default(5),
   'rate-limit': rateLimit.default('5/5m'),
   'max-count': wholeNumber(1, 10_000).default(50),
+  'max-wait': wait(false).default('1h'),
+  'default-wait': wait(true).default('0s'),
   admin: boolean.default(false),
 };
 export type PolicyKey = keyof typeof policy;

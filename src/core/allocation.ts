@@ -2,15 +2,17 @@
  * The allocation domain: every call of docs/api.md as a method, each one transaction. It speaks in
  * projects, sessions and nodes; the server turns its results and CinodeErrors into HTTP.
  */
-import type { HostView, PublicInventoryRow, SessionGetResult, SessionView } from '../api/types.js';
+import type { HostView, PublicInventoryRow, QueueEntryView, SessionGetResult, SessionView, WaitingView } from '../api/types.js';
 import type { Catalog } from './catalog.js';
 import { formatDuration, NEVER, type Lifetime } from '../api/duration.js';
 import { CAPACITY_MESSAGE, FAILED_NODE_LIMIT_MESSAGE } from '../api/messages.js';
 import { LEGACY_STATE_NAMES } from '../api/states.js';
 import { badRequest, CinodeError, invalidKey, invalidSession, notActive } from './errors.js';
 import { type Contextualizer, type Node, type Pool, type Project, type ProjectPolicy, type Session } from './model.js';
-import type { Storage, StorageTx } from './storage.js';
+import type { Storage, StorageTx, Waiter } from './storage.js';
 import { CAPACITY_RETRY_AFTER_SECONDS, hookSessionOf, type SessionIsolation } from './isolation.js';
+import { waiterPoolSet } from './queue-order.js';
+import type { WaitingQueue } from './queue.js';
 
 
 export interface ServiceDeps {
@@ -32,6 +34,8 @@ export interface ServiceDeps {
    * time-to-node metric; waiting for capacity falls between the two.
    */
   onHandedOut?: (nodes: readonly Node[], requestedAt: number) => void;
+  /** The waiting queue; without it every request answers at once. */
+  queue?: WaitingQueue;
   /** Runs the isolation hooks of requests, when the configuration has any (docs/api.md, "Session isolation"). */
   isolation?: SessionIsolation;
 }
@@ -54,6 +58,23 @@ export interface NodeGetRequest {
   flavor?: string;
   count?: number;
   ssid?: string;
+  /** How long the request may wait for capacity, in milliseconds (0: not at all); else the project's `default-wait`. */
+  wait?: number;
+}
+
+/**
+ * The capacity answer of a request the ready nodes cannot serve now: what the queue needs to let
+ * it wait for them.
+ */
+class Shortfall extends CinodeError {
+  constructor(
+    readonly pools: Pool[],
+    readonly missing: number,
+    readonly poolSet: string,
+    readonly sessionId: number | null,
+  ) {
+    super('capacity', CAPACITY_MESSAGE, CAPACITY_RETRY_AFTER_SECONDS);
+  }
 }
 
 export interface SessionGetRequest {
@@ -98,20 +119,61 @@ export class AllocationService {
     return project;
   }
 
-  /** `/Node/get`: a new session with `count` nodes, or `count` more nodes in a live session. */
-  async getNodes(project: Project, request: NodeGetRequest): Promise<{ hosts: string[]; ssid: string }> {
+  /**
+   * `/Node/get`: a new session with `count` nodes, or `count` more nodes in a live session. When
+   * the ready nodes fall short and the request may wait (`wait`, else the project's
+   * `default-wait`, capped by its `max-wait`), it waits in the queue (docs/api.md, "Waiting for
+   * capacity") until served, refused, `signal` aborts (the client left) or the wait ends (503).
+   */
+  async getNodes(project: Project, request: NodeGetRequest, signal?: AbortSignal): Promise<{ hosts: string[]; ssid: string }> {
     const requestedAt = this.deps.clock();
-    const catalog = this.deps.catalog();
-    const ver = request.ver ?? catalog.defaults.ver;
-    const arch = request.arch ?? catalog.defaults.arch;
     const count = request.count ?? 1;
     if (!Number.isInteger(count) || count < 1 || count > project.policy.maxCount) {
       throw badRequest(`count: ${count} is out of range; accepted: a whole number from 1 to ${project.policy.maxCount}`);
     }
     const contextualizer = this.contextualizerFor(project);
+    let allocation: Allocation;
+    try {
+      allocation = await this.allocate(project, request, count, contextualizer !== null);
+    } catch (error) {
+      const waitMs = Math.min(request.wait ?? project.policy.defaultWaitMs, project.policy.maxWaitMs);
+      const { queue } = this.deps;
+      if (!(error instanceof Shortfall) || waitMs <= 0 || !queue) throw error;
+      const waiter = { projectId: project.id, sessionId: error.sessionId, poolSet: error.poolSet, count, since: requestedAt };
+      const attempt = (waiterId: number) => this.allocate(project, request, count, contextualizer !== null, waiterId);
+      const served = await queue.wait(waiter, request.ssid ?? null, waitMs, signal, attempt);
+      if (served === undefined) throw error;
+      if (signal?.aborted) {
+        // Served as its client left: nobody will hear of these nodes, so they go back at once.
+        await this.giveBack(served);
+        throw error;
+      }
+      allocation = served;
+    }
+    this.deps.onAllocated?.();
+    const isolation = this.deps.catalog().isolated ? this.deps.isolation : undefined;
+    if (isolation) {
+      const pending = { ...allocation, session: hookSessionOf(project, allocation.session) };
+      allocation.nodes = await isolation.attach(pending, allocation.created ? allocation.session : undefined);
+    }
+    const nodes = contextualizer ? await this.contextualize(project, contextualizer, allocation) : allocation.nodes;
+    this.deps.onHandedOut?.(nodes, requestedAt);
+    return { hosts: nodes.map((n) => n.hostname), ssid: allocation.ssid };
+  }
+
+  /**
+   * One try at a `/Node/get`, one transaction: every check a new request gets, then the ready
+   * nodes, all or none. Too few ready nodes, or a request waiting for the same pools that this
+   * one must not overtake, is a `Shortfall`. `waiterId`: the try of a request waiting in the
+   * queue, whose turn the queue decided; served, it leaves the queue in the same commit.
+   */
+  private async allocate(project: Project, request: NodeGetRequest, count: number, withKeys: boolean, waiterId?: number): Promise<Allocation> {
+    const catalog = this.deps.catalog();
+    const ver = request.ver ?? catalog.defaults.ver;
+    const arch = request.arch ?? catalog.defaults.arch;
     const isolation = catalog.isolated ? this.deps.isolation : undefined;
-    let shortfall: { pools: Pool[]; missing: number } | undefined;
-    const allocation = await this.deps.store.transaction(async (tx): Promise<Allocation> => {
+    let shortfall: Shortfall | undefined;
+    return this.deps.store.transaction(async (tx): Promise<Allocation> => {
       shortfall = undefined;
       await tx.sessions.lockProject(project.id);
       // Read after the lock: the rate limit counts what committed before this request's turn.
@@ -129,14 +191,17 @@ export class AllocationService {
         throw new CinodeError('count-too-large', `count ${count} exceeds the ${capacity} nodes ${pools.length > 1 ? 'pools' : 'pool'} ${names} can hold`);
       }
       if (!session) await this.checkRateLimit(tx, project, now);
-      const nodes = await tx.nodes.pickReady(
-        pools.map((p) => p.name),
-        count,
-      );
+      const poolNames = pools.map((p) => p.name);
+      const poolSet = waiterPoolSet(poolNames);
+      // The one check an immediate request pays for the queue: ready nodes of pools that a
+      // waiting request needs are kept for it.
+      const queued = waiterId === undefined && this.deps.queue !== undefined && (await tx.queue.waitingFor(poolSet, this.deps.queue.now()));
+      const nodes = queued ? [] : await tx.nodes.pickReady(poolNames, count);
       if (nodes.length < count) {
-        shortfall = { pools, missing: count - nodes.length };
-        throw new CinodeError('capacity', CAPACITY_MESSAGE, CAPACITY_RETRY_AFTER_SECONDS);
+        shortfall = new Shortfall(pools, count - nodes.length, poolSet, session?.id ?? null);
+        throw shortfall;
       }
+      if (waiterId !== undefined) await tx.queue.remove(waiterId);
       // Stamped once the nodes are picked: a node's new stay in the history must start after its
       // last one ended, and that release may have committed while this request waited.
       const assignedAt = this.deps.clock();
@@ -150,21 +215,13 @@ export class AllocationService {
         session.id,
         nodes.map((n) => n.id),
         assignedAt,
-        catalog.move('allocated', { withKeys: contextualizer !== null, ...attachLease }),
+        catalog.move('allocated', { withKeys, ...attachLease }),
       );
-      return { sessionId: session.id, ssid: session.ssid, created, session, nodes, pools: pools.map((p) => p.name) };
+      return { sessionId: session.id, ssid: session.ssid, created, session, nodes, pools: poolNames };
     }).catch((error: unknown) => {
       if (shortfall) this.deps.onDemand?.(shortfall.pools, shortfall.missing);
       throw error;
     });
-    this.deps.onAllocated?.();
-    if (isolation) {
-      const pending = { ...allocation, session: hookSessionOf(project, allocation.session) };
-      allocation.nodes = await isolation.attach(pending, allocation.created ? allocation.session : undefined);
-    }
-    const nodes = contextualizer ? await this.contextualize(project, contextualizer, allocation) : allocation.nodes;
-    this.deps.onHandedOut?.(nodes, requestedAt);
-    return { hosts: nodes.map((n) => n.hostname), ssid: allocation.ssid };
   }
 
   /**
@@ -208,6 +265,19 @@ export class AllocationService {
     }
     // In the order the caller asked for them: the replacements come last.
     return prepared;
+  }
+
+  /** Undoes an allocation whose keys were never put on: its nodes are ready again, and a session it opened is gone. */
+  private async giveBack(allocation: Allocation): Promise<void> {
+    const catalog = this.deps.catalog();
+    await this.deps.store.transaction(async (tx) => {
+      const undone = { at: this.deps.clock(), reason: 'request undone: its client left before it was answered' };
+      await tx.nodes.leave(allocation.sessionId, allocation.nodes.map((n) => n.id), catalog.move('allocation-undone'), undone);
+      // A session opened for isolation keeps its row until its teardown ran (its setup may have started).
+      if (allocation.created && catalog.isolated) await tx.isolation.abandon(allocation.sessionId, catalog.move('allocation-undone'), undone);
+      else if (allocation.created) await tx.sessions.remove(allocation.sessionId, undone);
+    });
+    this.deps.wakeReclaim();
   }
 
   /** Takes the keys off the prepared nodes and gives them back; a node that keeps them is quarantined. */
@@ -356,7 +426,26 @@ export class AllocationService {
   async showSession(project: Project, ref: string): Promise<SessionView> {
     const tx = this.deps.store.read();
     const session = await this.sessionFor(tx, project, ref);
-    return sessionView(session, await tx.nodes.ofSession(session.id));
+    const view = sessionView(session, await tx.nodes.ofSession(session.id));
+    if (session.state !== 'active' || !this.deps.queue) return view;
+    const waiting = (await this.queued()).filter((w) => w.projectId === project.id && w.ssid === session.ssid).map(({ view }) => view);
+    return waiting.length > 0 ? { ...view, waiting } : view;
+  }
+
+  /**
+   * `/Queue`: the project's waiting requests in the order the queue would serve them; to an admin
+   * project's key, every project's, each naming its project.
+   */
+  async queue(project: Project): Promise<QueueEntryView[]> {
+    const queued = await this.queued();
+    if (project.policy.admin) return queued.map((w) => ({ ...w.view, ssid: w.ssid, project: w.project }));
+    return queued.filter((w) => w.projectId === project.id).map((w) => ({ ...w.view, ssid: w.ssid }));
+  }
+
+  /** Every waiting request with its view, position 1 first. */
+  private async queued(): Promise<Array<Waiter & { view: WaitingView }>> {
+    const order = this.deps.queue ? await this.deps.queue.order() : [];
+    return order.map((w, i) => ({ ...w, view: { count: w.count, since: iso(w.since)!, position: i + 1 } }));
   }
 
   async listSessions(project: Project): Promise<SessionView[]> {

@@ -16,6 +16,10 @@ export interface ProjectPolicy {
   maxFailedNodes: number;
   rateLimit: { sessions: number; windowMs: number };
   maxCount: number;
+  /** The longest a `/Node/get` waits for capacity, whatever its `wait=` (docs/api.md, "Waiting for capacity"). */
+  maxWaitMs: number;
+  /** How long a `/Node/get` without `wait=` waits; 0: it answers at once. */
+  defaultWaitMs: number;
   admin: boolean;
 }
 

@@ -273,6 +273,57 @@ export interface IsolationQueries {
   dropLeasesOf(ownerPrefix: string | null): Promise<void>;
 }
 
+/** A `/Node/get` entering the waiting queue. */
+export interface NewWaiter {
+  projectId: number;
+  sessionId: number | null;
+  /** The pools that can serve it (`waiterPoolSet`). */
+  poolSet: string;
+  count: number;
+  since: number;
+  owner: string;
+  leaseUntil: number;
+}
+
+/** A waiting `/Node/get` with what the queue's order needs to know of its project. */
+export interface Waiter {
+  id: number;
+  projectId: number;
+  project: string;
+  ssid: string | null;
+  poolSet: string;
+  count: number;
+  since: number;
+  owner: string;
+  /** Nodes the project holds now (what the node quota counts): fair share serves the fewest first. */
+  held: number;
+}
+
+/**
+ * The waiting queue (docs/api.md, "Waiting for capacity"): rows of live requests, each owned by a
+ * server process under a lease; a row whose lease lapsed belongs to a dead process and counts for
+ * nothing.
+ */
+export interface QueueQueries {
+  add(waiter: NewWaiter): Promise<number>;
+  /** Takes a request out of the queue (served, refused, gone); nothing when it is gone already. */
+  remove(waiterId: number): Promise<void>;
+  /** Every live request (lease not lapsed at `now`), by id. */
+  list(now: number): Promise<Waiter[]>;
+  /** Whether a live request waits for exactly this pool set: an immediate request must not overtake it. */
+  waitingFor(poolSet: string, now: number): Promise<boolean>;
+  /** Extends the lease of every request `owner` holds. */
+  renew(owner: string, leaseUntil: number): Promise<void>;
+  /** Deletes the requests whose lease lapsed before `now`; returns how many. */
+  pruneLapsed(now: number): Promise<number>;
+  /** Deletes the requests of owners whose name starts with `ownerPrefix`: a replica's earlier lives, at its start. */
+  dropOf(ownerPrefix: string): Promise<number>;
+  /** Deletes every request: for a database only this process uses, at start. */
+  clearAll(): Promise<void>;
+  /** The ssids of the sessions that have a live request waiting (heartbeats count them alive). */
+  sessionsWithWaiters(now: number): Promise<string[]>;
+}
+
 /** The queries of one transaction (or of a read outside one), by concern. */
 export interface StorageTx {
   sessions: SessionQueries;
@@ -283,6 +334,15 @@ export interface StorageTx {
   catalog: CatalogQueries;
   reports: ReportQueries;
   isolation: IsolationQueries;
+  queue: QueueQueries;
+}
+
+/** How the processes sharing a database tell each other that queued requests may be served now. */
+export interface QueueChannel {
+  /** Tells every listening process (this one included). */
+  notify(): Promise<void>;
+  /** Calls `onNotify` on each notice, over a dedicated connection kept open (reconnected) until the returned stop. */
+  listen(onNotify: () => void, onError: (error: unknown) => void): Promise<() => Promise<void>>;
 }
 
 export interface Storage {
@@ -295,5 +355,10 @@ export interface Storage {
   read(): StorageTx;
   /** Whether only this process uses the database (SQLite), so claims a crash left can be dropped at start. */
   readonly exclusive: boolean;
+  /**
+   * Wakes the waiting queues of the other processes sharing the database (PostgreSQL NOTIFY);
+   * null where one process owns the database.
+   */
+  readonly queueChannel: QueueChannel | null;
   close(): Promise<void>;
 }

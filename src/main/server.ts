@@ -13,6 +13,7 @@ import { AdminService } from '../core/admin.js';
 import type { NodeEvent } from '../core/lifecycle.js';
 import type { Node } from '../core/model.js';
 import { AllocationService } from '../core/allocation.js';
+import { WaitingQueue } from '../core/queue.js';
 import { checkConfigFiles, ConfigError, loadConfig, type CinodeConfig } from '../config/config.js';
 import { buildApp } from '../server/app.js';
 import { Metrics } from '../server/metrics.js';
@@ -100,6 +101,13 @@ const AFTERCARE_OUTCOME: Partial<Record<NodeEvent, string>> = {
   'deprovision-abandoned': 'abandoned',
 };
 
+/** `cinode_queue_waiting`: the waiting requests of each project. */
+function waitingByProject(order: ReadonlyArray<{ project: string }>): Array<{ project: string; count: number }> {
+  const counts = new Map<string, number>();
+  for (const { project } of order) counts.set(project, (counts.get(project) ?? 0) + 1);
+  return [...counts].map(([project, count]) => ({ project, count }));
+}
+
 export interface ServerOptions {
   configPath: string;
   env?: Record<string, string | undefined>;
@@ -110,6 +118,8 @@ export interface ServerOptions {
   /** HTTP limits other than the defaults (tests use short ones). */
   httpLimits?: Partial<HttpLimits>;
   failedKeyLimits?: FailedKeyLimits;
+  /** The waiting queue's lease and slow poll, in milliseconds, other than the defaults (tests use short ones). */
+  queueTimings?: { leaseMs?: number; pollMs?: number };
 }
 
 export interface RunningServer {
@@ -122,6 +132,7 @@ export interface RunningServer {
   fill: FillWorker;
   isolation: IsolationWorker;
   metrics: Metrics;
+  queue: WaitingQueue;
   /**
    * Reads the configuration again and syncs projects and inventory. Never rejects: a bad file, a
    * sync the database refuses or a database that is down is logged with its reason, and the
@@ -183,14 +194,21 @@ async function startOnStore(
     const dropped = await store.transaction((tx) => tx.reclaims.dropClaimsOf(`${replica}:`));
     if (dropped > 0) log.info({ nodes: dropped, replica }, 'claims of this replica before its restart dropped');
   }
+  // Requests that waited in an earlier life of this process got no answer and wait no more;
+  // another replica's dead requests lapse with their lease.
+  const dropped = await store.transaction((tx) => (store.exclusive ? tx.queue.clearAll().then(() => 0) : tx.queue.dropOf(`${replica}:`)));
+  if (dropped > 0) log.info({ requests: dropped, replica }, 'waiting requests of this replica before its restart dropped');
   /** Kill functions of the ssh runs in flight (contextualization), stopped at shutdown. */
   const sshRuns = new Set<() => void>();
   let current: Snapshot = await buildSnapshot(store, initial, clock(), sshRuns);
   const owner = `${replica}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
+  const queue = new WaitingQueue({ store, owner, onError, ...options.queueTimings });
+  /** Nodes may have become ready (or the queue's order changed): the waiting queue serves what it can. */
+  const wakeQueue = () => queue.wake();
   // Read at scrape time (the admin service is made below, before any scrape can come).
-  const metrics = new Metrics(() => admin.counts());
+  const metrics = new Metrics(async () => ({ ...(await admin.counts()), waiting: waitingByProject(await queue.order()) }));
   const reclaim = new ReclaimWorker({
     store,
     clock,
@@ -201,6 +219,7 @@ async function startOnStore(
     onError,
     onFinished: (node, outcome, reason) => {
       log.info({ node: node.hostname, pool: node.pool, outcome, reason }, AFTERCARE_LOG[outcome] ?? outcome);
+      wakeQueue();
       // The claimed node's changed_at is when it was released into aftercare.
       metrics.reclaimDuration.observe({ pool: node.pool, outcome: AFTERCARE_OUTCOME[outcome] ?? outcome }, Math.max(0, clock() - node.changedAt) / 1000);
     },
@@ -229,7 +248,10 @@ async function startOnStore(
     owner,
     parallel: ISOLATION_PARALLEL,
     onError,
-    onDetached: () => reclaim.kick(),
+    onDetached: () => {
+      reclaim.kick();
+      wakeQueue();
+    },
   });
   const isolation = new SessionIsolation({ store, catalog: () => current.catalog, clock, hooks, owner, timeoutMs: hookTimeout, wake: () => isolationWorker.kick() });
   const fill = new FillWorker({
@@ -239,8 +261,11 @@ async function startOnStore(
     owner,
     onError,
     onRetire: () => reclaim.kick(),
-    onProvisioned: (pool, added, problem) =>
-      problem === null ? log.info({ pool, added }, 'nodes provisioned') : log.warn({ pool, added, problem }, 'provision failed'),
+    onProvisioned: (pool, added, problem) => {
+      if (problem === null) log.info({ pool, added }, 'nodes provisioned');
+      else log.warn({ pool, added, problem }, 'provision failed');
+      wakeQueue();
+    },
   });
   const service = new AllocationService({
     store,
@@ -253,8 +278,10 @@ async function startOnStore(
       if (current.work.reclaim) reclaim.kick();
       if (current.work.fill) fill.kick();
       if (current.catalog.isolated) isolationWorker.kick();
+      wakeQueue();
     },
     isolation,
+    queue,
     contextualizer: () => current.contextualizer,
     onDemand: (demanded, missing) => fill.demand(demanded, missing),
     onAllocated: () => {
@@ -265,25 +292,19 @@ async function startOnStore(
       for (const pool of new Set(nodes.map((n) => n.pool))) metrics.timeToNode.observe({ pool }, seconds);
     },
   });
-  const admin = new AdminService({
-    store,
-    catalog: () => current.catalog,
-    clock,
-    wakeReclaim: () => {
-      reclaim.kick();
-      isolationWorker.kick();
-    },
-    wakeTeardown: () => isolationWorker.kick(),
-  });
+  /** Nodes released into aftercare: their reclaim or detach starts, and the queue may serve what is ready. */
+  const wakeAftercare = () => {
+    reclaim.kick();
+    isolationWorker.kick();
+    wakeQueue();
+  };
+  const admin = new AdminService({ store, catalog: () => current.catalog, clock, wakeReclaim: wakeAftercare, wakeTeardown: () => isolationWorker.kick() });
   const reaper = new Reaper({
     store,
     catalog: () => current.catalog,
     clock,
     eventRetention: () => current.config.eventRetentionMs,
-    wakeReclaim: () => {
-      reclaim.kick();
-      isolationWorker.kick();
-    },
+    wakeReclaim: wakeAftercare,
     onError,
   });
   // The interval is read once: a reload does not change it (like listen and database).
@@ -310,6 +331,9 @@ async function startOnStore(
     },
   });
   opened.push(() => app.close());
+  // Other replicas' releases wake this one's queue; the slow poll covers a lost connection.
+  const stopListening = store.queueChannel ? await store.queueChannel.listen(() => queue.wake(false), onError) : async () => undefined;
+  opened.push(() => queue.close(), stopListening);
   const listen = listenAt;
   await app.listen({ host: listen.host, port: listen.port });
   const address = app.server.address();
@@ -347,6 +371,7 @@ async function startOnStore(
     reclaim.kick();
     fill.kick();
     isolationWorker.kick();
+    wakeQueue();
   }
 
   return {
@@ -359,6 +384,7 @@ async function startOnStore(
     fill,
     isolation: isolationWorker,
     metrics,
+    queue,
     reload() {
       reloading = reloading.then(reloadOnce).catch((error: unknown) => log.error({ err: error }, 'configuration reload failed'));
       return reloading;
@@ -366,6 +392,9 @@ async function startOnStore(
     close() {
       closing ??= (async () => {
         ticker.stop();
+        // Waiting requests answer the capacity 503 now (a client may retry on another replica).
+        await queue.close();
+        await stopListening();
         await app.close(); // finishes requests in flight
         await reaper.stop();
         await Promise.all([reclaim.stop(SHUTDOWN_GRACE_MS), fill.stop(SHUTDOWN_GRACE_MS), isolationWorker.stop(SHUTDOWN_GRACE_MS)]);

@@ -32,6 +32,7 @@ import {
   readNodes,
   readSessionRef,
   readVer,
+  readWait,
   type Params,
 } from './params.js';
 
@@ -164,15 +165,25 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     app.post(path, route);
   }
 
-  keyed('/Node/get', async (_request, params, project) => {
+  keyed('/Node/get', async (httpRequest, params, project) => {
     const request = {
       ver: readVer(params),
       arch: readArch(params),
       count: readCount(params, project.policy.maxCount),
       flavor: readFlavor(params),
+      wait: readWait(params),
       ssid: readSessionRef(params, false),
     };
-    return service.getNodes(project, request);
+    // A client that disconnects while its request waits for capacity leaves the queue at once.
+    const left = new AbortController();
+    const socket = httpRequest.raw.socket;
+    const leave = () => left.abort();
+    socket.once('close', leave);
+    try {
+      return await service.getNodes(project, request, left.signal);
+    } finally {
+      socket.off('close', leave);
+    }
   });
 
   // Malformed parameters (400) answer before a bad session reference (403): read the ssid last.
@@ -203,6 +214,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   keyed('/Session/show', async (_request, params, project) => service.showSession(project, readSessionRef(params, true)), true);
 
   keyed('/Session/list', async (_request, _params, project) => service.listSessions(project), true);
+
+  keyed('/Queue', async (_request, _params, project) => service.queue(project), true);
 
   keyed('/Session/extend', async (_request, params, project) => {
     const lifetime = readLifetime(params, true)!;
@@ -274,6 +287,7 @@ const ENDPOINTS = [
   '/Session/show',
   '/Session/list',
   '/Session/extend',
+  '/Queue',
   '/Admin/nodes',
   '/Admin/events',
   '/Admin/usage',

@@ -31,7 +31,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <p id="error" role="alert" hidden></p>
   <div id="panels" hidden>
     <section aria-labelledby="h-nodes"><h2 id="h-nodes">Nodes by pool and state</h2><div class="scroll" id="nodes"></div></section>
-    <section aria-labelledby="h-queue"><h2 id="h-queue">Waiting queue</h2><div id="queue"><p class="empty">The waiting queue is not available on this server yet: requests that find too few ready nodes are answered at once with 503.</p></div></section>
+    <section aria-labelledby="h-queue"><h2 id="h-queue">Waiting queue</h2><div id="queue"></div></section>
     <section class="wide" aria-labelledby="h-sessions"><h2 id="h-sessions">Active sessions</h2><div class="scroll" id="sessions"></div></section>
     <section class="wide" aria-labelledby="h-failed"><h2 id="h-failed">Quarantined nodes</h2><div class="scroll" id="failed"></div></section>
     <section class="wide" aria-labelledby="h-events"><h2 id="h-events">Latest events</h2><div class="scroll" id="events"></div></section>
@@ -153,6 +153,12 @@ export const DASHBOARD_JS = `'use strict';
     }), 'No active session.'));
   }
 
+  function renderQueue(waiting) {
+    show('queue', table(['#', 'project', 'count#', 'session', 'waiting'], waiting.map(function (w) {
+      return [w.position, w.project, w.count, w.ssid || 'new session', age(w.since)];
+    }), 'No request is waiting for capacity.'));
+  }
+
   function renderEvents(events) {
     show('events', table(['at', 'subject', 'host / pool', 'project', 'alias', 'change', 'reason'], events.slice().reverse().map(function (e) {
       var change = (e.from || '') + (e.to ? ' \\u2192 ' + e.to : '');
@@ -162,7 +168,7 @@ export const DASHBOARD_JS = `'use strict';
 
   function clearData() {
     $('panels').hidden = true;
-    ['nodes', 'sessions', 'failed', 'events'].forEach(function (id) { $(id).replaceChildren(); });
+    ['nodes', 'queue', 'sessions', 'failed', 'events'].forEach(function (id) { $(id).replaceChildren(); });
   }
 
   function fail(message) {
@@ -179,10 +185,12 @@ export const DASHBOARD_JS = `'use strict';
       call('/Admin/nodes', key),
       call('/Admin/sessions', key),
       call('/Admin/events?limit=' + EVENTS_SHOWN, key),
+      call('/Queue', key),
     ]).then(function (results) {
       renderNodes(results[0]);
       renderSessions(results[1]);
       renderEvents(results[2]);
+      renderQueue(results[3]);
       $('error').hidden = true;
       $('panels').hidden = false;
       $('forget').hidden = false;

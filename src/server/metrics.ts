@@ -12,6 +12,8 @@ import type { NodeState } from '../api/states.js';
 export interface ScrapeCounts {
   nodes: Array<{ pool: string; state: NodeState; count: number }>;
   sessions: Array<{ project: string; count: number }>;
+  /** Requests waiting for capacity, by project (projects without one left out). */
+  waiting: Array<{ project: string; count: number }>;
 }
 
 /** HTTP answers take milliseconds; the slow end catches a database that stalls. */
@@ -53,13 +55,6 @@ export class Metrics {
     buckets: RECLAIM_BUCKETS,
     registers: [this.registry],
   });
-  /** The waiting queue (issue 10) is not built yet: no series until it is. */
-  readonly queueWaiting = new Gauge({
-    name: 'cinode_queue_waiting',
-    help: 'Requests waiting for capacity, by project',
-    labelNames: ['project'] as const,
-    registers: [this.registry],
-  });
   /** Session isolation hook runs (docs/api.md, "Session isolation"): outcome `ok`, `failed` or `timeout`. */
   readonly hookRuns = new Counter({
     name: 'cinode_hook_runs_total',
@@ -71,7 +66,7 @@ export class Metrics {
   constructor(counts: () => Promise<ScrapeCounts>) {
     // Unprefixed (process_*, nodejs_*), as the usual Node.js dashboards expect them.
     collectDefaultMetrics({ register: this.registry });
-    // One database read per scrape, shared by the two gauges it feeds.
+    // One database read per scrape, shared by the gauges it feeds.
     let pending: Promise<ScrapeCounts> | undefined;
     const read = () => (pending ??= counts().finally(() => setImmediate(() => (pending = undefined))));
     new Gauge({
@@ -83,6 +78,17 @@ export class Metrics {
         const { nodes } = await read();
         this.reset();
         for (const { pool, state, count } of nodes) this.set({ pool, state }, count);
+      },
+    });
+    new Gauge({
+      name: 'cinode_queue_waiting',
+      help: 'Requests waiting for capacity, by project (every replica reads the one queue)',
+      labelNames: ['project'] as const,
+      registers: [this.registry],
+      async collect() {
+        const { waiting } = await read();
+        this.reset();
+        for (const { project, count } of waiting) this.set({ project }, count);
       },
     });
     new Gauge({

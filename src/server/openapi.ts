@@ -49,11 +49,27 @@ const SCHEMAS: Record<string, Schema> = {
     hosts: arrayOf(ref('HostView')),
     isolation: { type: ['object', 'null'], description: 'What session-setup printed as the last line of its stdout; null without isolation hooks.' },
     teardown: { enum: ['pending', 'failed', 'done', null], description: 'Where session-teardown is; null without isolation hooks.' },
-  }),
+    waiting: { ...arrayOf(ref('Waiting')), description: "Only while a /Node/get ssid= of the session waits for capacity." },
+  }, ['waiting']),
   TeardownView: record({
     ssid: { type: 'string', format: 'uuid' },
     teardown: { enum: ['pending'] },
   }),
+  Waiting: record({
+    count: { type: 'integer', minimum: 1 },
+    since: ISO_TIME,
+    position: { type: 'integer', minimum: 1, description: 'In the order the queue would serve now: 1 is next.' },
+  }),
+  QueueEntry: record(
+    {
+      count: { type: 'integer', minimum: 1 },
+      since: ISO_TIME,
+      position: { type: 'integer', minimum: 1, description: 'In the order the queue would serve now: 1 is next.' },
+      ssid: { type: ['string', 'null'], format: 'uuid', description: 'The session it adds to; null: it opens one.' },
+      project: { type: 'string', description: 'To an admin key only.' },
+    },
+    ['project'],
+  ),
   KeyedInventory: { ...arrayOf({ type: 'array', prefixItems: [{ type: 'string' }, { type: 'string' }], minItems: 2, maxItems: 2 }), description: '[hostname, ssid] per node in the caller\'s active sessions.' },
   PublicInventory: {
     ...arrayOf({
@@ -153,6 +169,11 @@ const P = {
   arch: { name: 'arch', description: 'The architecture (default from the configuration).', schema: { type: 'string' } },
   flavor: { name: 'flavor', description: 'The node size; empty is no flavor.', schema: { type: 'string' } },
   count: { name: 'count', description: "How many nodes: 1 to the project's max-count.", schema: { type: 'integer', minimum: 1, default: 1 } },
+  wait: {
+    name: 'wait',
+    description: "How long to wait in the server's queue when too few nodes are ready: 0 or a duration, capped by the project's max-wait; default the project's default-wait (none unless configured).",
+    schema: { type: 'string', pattern: '^(0|(\\d+d)?(\\d+h)?(\\d+m)?(\\d+s)?)$', examples: ['10m', '1h', '0'] },
+  },
   node: { name: 'node', description: 'Hostnames of the session: the parameter may repeat or hold a comma-separated list.', schema: arrayOf(HOSTNAME) },
   hostname: { name: 'hostname', description: "The node's hostname.", schema: HOSTNAME },
   state: { name: 'state', description: 'Only nodes in this state.', schema: { enum: NODE_STATES } },
@@ -215,7 +236,7 @@ const ADMIN_ERRORS: ErrorStatus[] = [400, 403, 503];
 const NODE_ACTION_ERRORS: ErrorStatus[] = [400, 403, 404, 409, 503];
 
 const PATHS = {
-  '/Node/get': call('nodeGet', 'Nodes in a new session, or more nodes in a live one (ssid=)', 'legacy', [P.ver, P.arch, P.count, P.flavor, P.ssid], json(ref('NodeGetResult'), 'The new hosts and the session'), [400, 403, 409, 429]),
+  '/Node/get': call('nodeGet', 'Nodes in a new session, or more nodes in a live one (ssid=)', 'legacy', [P.ver, P.arch, P.count, P.flavor, P.wait, P.ssid], json(ref('NodeGetResult'), 'The new hosts and the session'), [400, 403, 409, 429]),
   '/Node/done': call('nodeDone', 'End the session, or release some of its nodes (node=)', 'legacy', [required(P.ssid), P.node], json({ oneOf: [ref('Done'), ref('Msg')] }, '"Done"; {"msg": "Session not in Prod"} for a session that was already done'), SESSION_ERRORS),
   '/Node/fail': call('nodeFail', "Keep the session's nodes for debugging, or report some broken (node=)", 'legacy', [required(P.ssid), P.node], done, SESSION_ERRORS),
   '/Session/get': call('sessionGet', 'A session without nodes; idempotent by alias', 'sessions', [P.alias, P.lifetime], json(ref('SessionGetResult'), 'The session, created or found by alias'), [400, 403, 429, 503]),
@@ -223,6 +244,7 @@ const PATHS = {
   '/Session/show': call('sessionShow', 'A session with its hosts', 'sessions', [required(P.ssid)], json(ref('SessionView'), 'The session'), [400, 403, 503]),
   '/Session/list': call('sessionList', "The project's active sessions, newest first", 'sessions', [], json(arrayOf(ref('SessionView')), 'The active sessions'), [403, 503]),
   '/Session/extend': call('sessionExtend', "Move a session's expiry later (never earlier)", 'sessions', [required(P.ssid), required(P.lifetime)], json(ref('SessionView'), 'The session'), SESSION_ERRORS),
+  '/Queue': call('queue', "The caller's project's requests waiting for capacity, in the order they would be served; an admin key sees every project's", 'sessions', [], json(arrayOf(ref('QueueEntry')), 'The waiting requests'), [403, 503]),
   '/Inventory': call(
     'inventory',
     "With a key: the caller's nodes; without: every node as a legacy row (unless public-inventory is off)",

@@ -2,7 +2,7 @@
  * Reading a call's parameters: from the query string, a form or JSON body, and the Bearer header.
  * Every problem becomes a 400 that names the parameter, says what was wrong and what is accepted.
  */
-import { DURATION_HELP, parseLifetime, type Lifetime } from '../api/duration.js';
+import { DURATION_HELP, parseDuration, parseLifetime, type Lifetime } from '../api/duration.js';
 import { ALIAS_HELP, ALIAS_MAX_LENGTH, ALIAS_PATTERN, HOSTNAME_HELP, HOSTNAME_PATTERN, LABEL_HELP, LABEL_PATTERN } from '../api/patterns.js';
 import { NODE_STATES, type NodeState } from '../api/states.js';
 import { badRequest, invalidKey, invalidSession, type CinodeError } from '../core/errors.js';
@@ -176,6 +176,21 @@ export function readLifetime(params: Params, required: boolean): Lifetime | unde
   const lifetime = parseLifetime(value);
   if (lifetime === undefined) throw badRequest(`lifetime: ${shown(value)} is not a duration; accepted: ${accepted}`);
   return lifetime;
+}
+
+/**
+ * `wait=` of `/Node/get`: how long it may wait for capacity, in milliseconds (0: not at all);
+ * undefined when absent (the project's `default-wait` applies). Longer than the project's
+ * `max-wait` is not an error: the wait is capped (docs/api.md, "Waiting for capacity").
+ */
+export function readWait(params: Params): number | undefined {
+  const accepted = `0 (answer at once) or ${DURATION_HELP}`;
+  const value = nonEmpty(params, 'wait', accepted);
+  if (value === undefined) return undefined;
+  if (value === '0' || value === '0s') return 0;
+  const ms = parseDuration(value);
+  if (ms === undefined) throw badRequest(`wait: ${shown(value)} is not a duration; accepted: ${accepted}`);
+  return ms;
 }
 
 /** `node=`: hostnames, repeated or comma-separated; undefined when absent. */

@@ -139,6 +139,27 @@ const usage: Migration = {
 };
 
 /**
+ * Issue 10: the waiting queue. One row per waiting `/Node/get`, owned by the server process that
+ * holds its request under a lease it renews; a row whose lease lapsed is a dead server's and is
+ * ignored, then deleted.
+ */
+const queue = (dialect: Dialect): Migration => ({
+  async up(db: Kysely<unknown>) {
+    await withId(db.schema.createTable('waiters'), dialect)
+      .addColumn('project_id', 'integer', (c) => c.notNull().references('projects.id'))
+      .addColumn('session_id', 'integer', (c) => c.references('sessions.id'))
+      .addColumn('pool_set', 'varchar(1024)', (c) => c.notNull())
+      .addColumn('count', 'integer', (c) => c.notNull())
+      .addColumn('since', 'bigint', (c) => c.notNull())
+      .addColumn('owner', 'varchar(64)', (c) => c.notNull())
+      .addColumn('lease_until', 'bigint', (c) => c.notNull())
+      .execute();
+    // An immediate /Node/get asks whether anyone waits for its pools: one probe of this index.
+    await db.schema.createIndex('waiters_pool_set').on('waiters').columns(['pool_set', 'lease_until']).execute();
+  },
+});
+
+/**
  * Issue 11: session isolation hooks. A session keeps what its setup printed and where its teardown
  * is (with a lease, attempts and the next try); a node keeps the hook due for it (`attach` or
  * `detach`), the session that hook is for, and the state it goes to after its detach.
@@ -169,6 +190,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
       '0002_machines': machines(dialect),
       '0003_words': words,
       '0004_usage': usage,
+      '0005_queue': queue(dialect),
       '0007_isolation': isolation,
     }),
   };

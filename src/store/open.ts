@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import { PostgresQueueChannel } from './notify.js';
 import { migrationProvider } from './migrations.js';
 import { aliasPrefix, SQLITE_ALIAS_PREFIX } from './reports.js';
 import type { Database } from './schema.js';
@@ -130,7 +131,7 @@ async function openPostgresStore(url: string, options: OpenOptions = {}): Promis
     await db.destroy();
     throw error;
   }
-  return new Store(db, 'postgres');
+  return new Store(db, 'postgres', new PostgresQueueChannel(db, url));
 }
 
 async function migrate(db: Kysely<Database>, dialect: 'sqlite' | 'postgres'): Promise<void> {

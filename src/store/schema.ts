@@ -77,6 +77,20 @@ export interface NodeTable {
   hook_to: NodeState | null;
 }
 
+/** A `/Node/get` waiting for capacity (docs/api.md, "Waiting for capacity"). */
+export interface WaiterTable {
+  id: Generated<number>;
+  project_id: number;
+  session_id: number | null;
+  /** The names of the pools that can serve it, sorted, comma-separated. */
+  pool_set: string;
+  count: number;
+  since: number;
+  /** The server process holding the request, and until when its lease holds. */
+  owner: string;
+  lease_until: number;
+}
+
 /** Every state change of a node or a session, and each command a pool ran that failed: the event history. */
 export interface EventTable {
   id: Generated<number>;
@@ -124,6 +138,7 @@ export interface Database {
   session_nodes: SessionNodeTable;
   events: EventTable;
   provisions: ProvisionTable;
+  waiters: WaiterTable;
 }
 
 export type SessionRow = Selectable<SessionTable>;

@@ -4,7 +4,7 @@
  * the event history and the configuration sync. Where the two engines differ is in locks.ts.
  */
 import type { Kysely, Transaction } from 'kysely';
-import type { Storage, StorageTx } from '../core/storage.js';
+import type { QueueChannel, Storage, StorageTx } from '../core/storage.js';
 import { CatalogStore } from './catalog-sync.js';
 import { CommitGroup } from './commit-group.js';
 import type { QueryContext } from './context.js';
@@ -14,6 +14,7 @@ import { IsolationStore } from './isolation.js';
 import type { Dialect } from './migrations.js';
 import { NodeStore } from './nodes.js';
 import { ProvisionStore } from './provisions.js';
+import { QueueStore } from './queue.js';
 import { ReclaimStore } from './reclaims.js';
 import { ReportStore } from './reports.js';
 import type { Database } from './schema.js';
@@ -35,6 +36,7 @@ function queries(ctx: QueryContext): StorageTx {
     catalog: new CatalogStore(ctx, history),
     reports: new ReportStore(ctx),
     isolation: new IsolationStore(ctx, history, nodes),
+    queue: new QueueStore(ctx),
   };
 }
 
@@ -47,6 +49,7 @@ export class Store implements Storage {
   constructor(
     readonly db: Kysely<Database>,
     readonly dialect: Dialect,
+    readonly queueChannel: QueueChannel | null = null,
   ) {
     this.exclusive = dialect === 'sqlite';
     this.group = dialect === 'sqlite' ? new CommitGroup(db) : undefined;

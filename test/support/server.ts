@@ -47,7 +47,7 @@ export interface ConfigSpec {
   publicInventory?: boolean;
   reclaimParallel?: number;
   /** Server options that are not configuration (HTTP limits, the failed-key throttle). */
-  server?: Pick<ServerOptions, 'httpLimits' | 'failedKeyLimits'>;
+  server?: Pick<ServerOptions, 'httpLimits' | 'failedKeyLimits' | 'queueTimings'>;
 }
 
 export const DEFAULT_POOLS: PoolSpec[] = [
