@@ -6,16 +6,9 @@
  * other session's; a node released with /Node/done node= has lost its session's network by the
  * time it is ready again; /Session/done deletes the segment; legacy /Node/get (a session and its
  * nodes in one call) is isolated the same way.
- *
- * GUARD, for the merge: this file registers its tests only once the configuration accepts the
- * top-level `isolation:` key (checked by parsing one, below). Until then it registers one test
- * that checks the configuration still rejects it for exactly that reason, so that the guard
- * cannot hide another failure. Once the server side of the isolation hooks is merged, remove
- * `isolationConfigured` and the `else` branch, so that a broken `isolation:` parse fails here
- * instead of silently turning these tests off.
+
  */
 import { join } from 'node:path';
-import { ConfigError, parseConfig } from '../src/config/config.js';
 import { describeWithNetns, ISOLATION_EXAMPLES, NetnsLab } from './support/netns.js';
 import { KEYS, removeDir, startTestServer, waitFor, type Reply, type TestServer } from './support/server.js';
 
@@ -40,150 +33,109 @@ function isolationYaml(lab: NetnsLab): string[] {
   ];
 }
 
-const PROBE = [
-  'listen: 127.0.0.1:0',
-  'database: sqlite:/nonexistent/probe.db',
-  'isolation:',
-  '  session-setup: [/bin/true]',
-  '  session-teardown: [/bin/true]',
-  '  node-attach: [/bin/true]',
-  '  node-detach: [/bin/true]',
-  '  timeout: 2m',
-  'projects:',
-  `  - {name: alpha, key: ${JSON.stringify(KEYS.alpha)}}`,
-  'pools:',
-  '  - name: lab',
-  '    ver: "7"',
-  '    arch: x86_64',
-  '    flavor: null',
-  '    nodes:',
-  '      - {hostname: n1.test.example, ip: 192.0.2.1}',
-].join('\n');
+describeWithNetns('session isolation end to end, through the HTTP API, with the netns example hooks', () => {
+  const alpha = { key: KEYS.alpha };
+  const NODES = ['a1', 'a2', 'b1', 'b2'];
+  let lab: NetnsLab;
+  let server: TestServer;
 
-/** Whether the configuration accepts `isolation:` (the server side of the hooks is merged). */
-function isolationConfigured(): { supported: true } | { supported: false; reason: string } {
-  try {
-    parseConfig(PROBE, 'probe.yaml', {});
-    return { supported: true };
-  } catch (error) {
-    if (error instanceof ConfigError) return { supported: false, reason: error.message };
-    throw error;
+  /** The lab node of a hostname the server handed out. */
+  function nodeOf(hostname: string): string {
+    const name = hostname.split('.')[0] ?? '';
+    lab.node(name);
+    return name;
   }
-}
 
-const probe = isolationConfigured();
+  async function inventoryState(hostname: string): Promise<string | undefined> {
+    const rows = (await server.get('/Inventory')).json as unknown[][];
+    return rows.find((row) => row[1] === hostname)?.[5] as string | undefined;
+  }
 
-if (!probe.supported) {
-  describe('session isolation end to end (not registered yet: the configuration has no isolation: key)', () => {
-    test('the configuration rejects isolation: only because it does not know the key', () => {
-      expect(probe.reason.split('\n')).toEqual([expect.stringMatching(/^probe\.yaml:3: isolation: unknown key/)]);
-    });
-  });
-} else {
-  describeWithNetns('session isolation end to end, through the HTTP API, with the netns example hooks', () => {
-    const alpha = { key: KEYS.alpha };
-    const NODES = ['a1', 'a2', 'b1', 'b2'];
-    let lab: NetnsLab;
-    let server: TestServer;
+  async function show(ssid: string): Promise<{ state: string; isolation: { netns: string; subnet: string } | null; teardown?: string; hosts: Array<{ hostname: string }> }> {
+    const reply = await server.get('/Session/show', { ...alpha, ssid });
+    expect(reply.status).toBe(200);
+    return reply.json as never;
+  }
 
-    /** The lab node of a hostname the server handed out. */
-    function nodeOf(hostname: string): string {
-      const name = hostname.split('.')[0] ?? '';
-      lab.node(name);
-      return name;
-    }
+  async function openSession(alias: string, count: number): Promise<{ ssid: string; hosts: string[] }> {
+    const opened = await server.get('/Session/get', { ...alpha, alias });
+    expectOk(opened);
+    const { ssid } = opened.json as { ssid: string };
+    const got = await server.get('/Node/get', { ...alpha, ver: 7, arch: 'x86_64', count, ssid });
+    expectOk(got);
+    return { ssid, hosts: (got.json as { hosts: string[] }).hosts };
+  }
 
-    async function inventoryState(hostname: string): Promise<string | undefined> {
-      const rows = (await server.get('/Inventory')).json as unknown[][];
-      return rows.find((row) => row[1] === hostname)?.[5] as string | undefined;
-    }
-
-    async function show(ssid: string): Promise<{ state: string; isolation: { netns: string; subnet: string } | null; teardown?: string; hosts: Array<{ hostname: string }> }> {
-      const reply = await server.get('/Session/show', { ...alpha, ssid });
-      expect(reply.status).toBe(200);
-      return reply.json as never;
-    }
-
-    async function openSession(alias: string, count: number): Promise<{ ssid: string; hosts: string[] }> {
-      const opened = await server.get('/Session/get', { ...alpha, alias });
-      expectOk(opened);
-      const { ssid } = opened.json as { ssid: string };
-      const got = await server.get('/Node/get', { ...alpha, ver: 7, arch: 'x86_64', count, ssid });
-      expectOk(got);
-      return { ssid, hosts: (got.json as { hosts: string[] }).hosts };
-    }
-
-    async function expectIsolated(inside: string[], outside: string[]): Promise<void> {
-      for (const from of inside) {
-        for (const to of inside) if (to !== from) await lab.waitReachable(from, await lab.address(to), to);
-        for (const to of outside) {
-          for (const address of await lab.addresses(to)) expect({ from, to, reached: (await lab.connect(from, address)).ok }).toEqual({ from, to, reached: false });
-        }
+  async function expectIsolated(inside: string[], outside: string[]): Promise<void> {
+    for (const from of inside) {
+      for (const to of inside) if (to !== from) await lab.waitReachable(from, await lab.address(to), to);
+      for (const to of outside) {
+        for (const address of await lab.addresses(to)) expect({ from, to, reached: (await lab.connect(from, address)).ok }).toEqual({ from, to, reached: false });
       }
     }
+  }
 
-    beforeAll(async () => {
-      lab = await new NetnsLab().start();
-      for (const name of NODES) await lab.addNode(name);
-      for (const name of NODES) await lab.listen(name);
-      server = await startTestServer({
-        topYaml: isolationYaml(lab),
-        // Four sessions in a few seconds: above the default rate limit's comfort.
-        defaults: { 'rate-limit': '100/5m' },
-        pools: [{ name: 'lab', ver: '7', arch: 'x86_64', nodes: NODES.length, nodeList: NODES.map((name, i) => ({ hostname: lab.node(name).hostname, ip: `192.0.2.${i + 1}` })) }],
-      });
-    });
-
-    afterAll(async () => {
-      await server?.close();
-      if (server) removeDir(server.dir);
-      if (!lab) return;
-      await lab.cleanup();
-      expect(await lab.leftovers()).toEqual([]);
-    });
-
-    test('two sessions of two nodes: TCP inside each, nothing across; a released node loses the network before it is ready; /Session/done deletes the segments', async () => {
-      const a = await openSession('iso-a', 2);
-      const b = await openSession('iso-b', 2);
-      const shownA = await show(a.ssid);
-      expect(shownA.isolation).toMatchObject({ netns: expect.stringMatching(new RegExp(`^${lab.prefix}-s-`)), subnet: expect.any(String) });
-      expect(await lab.namespaces()).toEqual(expect.arrayContaining([shownA.isolation?.netns, (await show(b.ssid)).isolation?.netns]));
-      const inA = a.hosts.map(nodeOf);
-      const inB = b.hosts.map(nodeOf);
-      await expectIsolated(inA, inB);
-      await expectIsolated(inB, inA);
-
-      const [leaving, staying] = a.hosts as [string, string];
-      const formerAddress = await lab.address(nodeOf(leaving));
-      expect((await server.get('/Node/done', { ...alpha, ssid: a.ssid, node: leaving })).status).toBe(200);
-      await waitFor(`${leaving} ready again`, async () => (await inventoryState(leaving)) === 'Ready', 30_000);
-      // The detach runs before the node can be ready (docs/api.md): by now it has left the segment.
-      expect(await lab.linkNamespace(nodeOf(leaving))).toBe(lab.provisioning);
-      expect(await lab.addresses(nodeOf(leaving))).toEqual([]);
-      expect((await lab.connect(nodeOf(staying), formerAddress)).ok).toBe(false);
-
-      for (const ssid of [a.ssid, b.ssid]) expect((await server.get('/Session/done', { ...alpha, ssid })).status).toBe(200);
-      await waitFor('the segments deleted', async () => (await lab.namespaces()).every((name) => !name.includes('-s-')), 30_000);
-      await waitFor('the teardowns shown done', async () => (await show(a.ssid)).teardown === 'done' && (await show(b.ssid)).teardown === 'done', 30_000);
-      await waitFor('every node ready', async () => {
-        for (const name of NODES) if ((await inventoryState(lab.node(name).hostname)) !== 'Ready') return false;
-        return true;
-      }, 30_000);
-      for (const name of NODES) expect(await lab.linkNamespace(name)).toBe(lab.provisioning);
-    });
-
-    test('legacy /Node/get (a session with its nodes in one call) isolates them the same way', async () => {
-      const first = await server.get('/Node/get', { ...alpha, ver: 7, arch: 'x86_64', count: 2 });
-      expectOk(first);
-      const one = first.json as { ssid: string; hosts: string[] };
-      const second = await server.get('/Node/get', { ...alpha, ver: 7, arch: 'x86_64', count: 2 });
-      expectOk(second);
-      const two = second.json as { ssid: string; hosts: string[] };
-      expect((await show(one.ssid)).isolation).not.toBeNull();
-      await expectIsolated(one.hosts.map(nodeOf), two.hosts.map(nodeOf));
-      await expectIsolated(two.hosts.map(nodeOf), one.hosts.map(nodeOf));
-      for (const ssid of [one.ssid, two.ssid]) expect((await server.get('/Node/done', { ...alpha, ssid })).status).toBe(200);
-      await waitFor('the segments deleted', async () => (await lab.namespaces()).every((name) => !name.includes('-s-')), 30_000);
+  beforeAll(async () => {
+    lab = await new NetnsLab().start();
+    for (const name of NODES) await lab.addNode(name);
+    for (const name of NODES) await lab.listen(name);
+    server = await startTestServer({
+      topYaml: isolationYaml(lab),
+      // Four sessions in a few seconds: above the default rate limit's comfort.
+      defaults: { 'rate-limit': '100/5m' },
+      pools: [{ name: 'lab', ver: '7', arch: 'x86_64', nodes: NODES.length, nodeList: NODES.map((name, i) => ({ hostname: lab.node(name).hostname, ip: `192.0.2.${i + 1}` })) }],
     });
   });
-}
+
+  afterAll(async () => {
+    await server?.close();
+    if (server) removeDir(server.dir);
+    if (!lab) return;
+    await lab.cleanup();
+    expect(await lab.leftovers()).toEqual([]);
+  });
+
+  test('two sessions of two nodes: TCP inside each, nothing across; a released node loses the network before it is ready; /Session/done deletes the segments', async () => {
+    const a = await openSession('iso-a', 2);
+    const b = await openSession('iso-b', 2);
+    const shownA = await show(a.ssid);
+    expect(shownA.isolation).toMatchObject({ netns: expect.stringMatching(new RegExp(`^${lab.prefix}-s-`)), subnet: expect.any(String) });
+    expect(await lab.namespaces()).toEqual(expect.arrayContaining([shownA.isolation?.netns, (await show(b.ssid)).isolation?.netns]));
+    const inA = a.hosts.map(nodeOf);
+    const inB = b.hosts.map(nodeOf);
+    await expectIsolated(inA, inB);
+    await expectIsolated(inB, inA);
+
+    const [leaving, staying] = a.hosts as [string, string];
+    const formerAddress = await lab.address(nodeOf(leaving));
+    expect((await server.get('/Node/done', { ...alpha, ssid: a.ssid, node: leaving })).status).toBe(200);
+    await waitFor(`${leaving} ready again`, async () => (await inventoryState(leaving)) === 'Ready', 30_000);
+    // The detach runs before the node can be ready (docs/api.md): by now it has left the segment.
+    expect(await lab.linkNamespace(nodeOf(leaving))).toBe(lab.provisioning);
+    expect(await lab.addresses(nodeOf(leaving))).toEqual([]);
+    expect((await lab.connect(nodeOf(staying), formerAddress)).ok).toBe(false);
+
+    for (const ssid of [a.ssid, b.ssid]) expect((await server.get('/Session/done', { ...alpha, ssid })).status).toBe(200);
+    await waitFor('the segments deleted', async () => (await lab.namespaces()).every((name) => !name.includes('-s-')), 30_000);
+    await waitFor('the teardowns shown done', async () => (await show(a.ssid)).teardown === 'done' && (await show(b.ssid)).teardown === 'done', 30_000);
+    await waitFor('every node ready', async () => {
+      for (const name of NODES) if ((await inventoryState(lab.node(name).hostname)) !== 'Ready') return false;
+      return true;
+    }, 30_000);
+    for (const name of NODES) expect(await lab.linkNamespace(name)).toBe(lab.provisioning);
+  });
+
+  test('legacy /Node/get (a session with its nodes in one call) isolates them the same way', async () => {
+    const first = await server.get('/Node/get', { ...alpha, ver: 7, arch: 'x86_64', count: 2 });
+    expectOk(first);
+    const one = first.json as { ssid: string; hosts: string[] };
+    const second = await server.get('/Node/get', { ...alpha, ver: 7, arch: 'x86_64', count: 2 });
+    expectOk(second);
+    const two = second.json as { ssid: string; hosts: string[] };
+    expect((await show(one.ssid)).isolation).not.toBeNull();
+    await expectIsolated(one.hosts.map(nodeOf), two.hosts.map(nodeOf));
+    await expectIsolated(two.hosts.map(nodeOf), one.hosts.map(nodeOf));
+    for (const ssid of [one.ssid, two.ssid]) expect((await server.get('/Node/done', { ...alpha, ssid })).status).toBe(200);
+    await waitFor('the segments deleted', async () => (await lab.namespaces()).every((name) => !name.includes('-s-')), 30_000);
+  });
+});
