@@ -83,8 +83,10 @@ export function moveColumns(m: NodeMove, change: Change): Record<string, unknown
 
 /**
  * What makes two moves compile to the same SQL (compiled.ts): the event (its transition), the
- * pools without aftercare and the values a move carries.
+ * pools without aftercare, whether nodes detach first, and the values a move carries (an attach
+ * lease's owner and end among them: they are constants of the statement).
  */
 export function moveKey(m: NodeMove): string {
-  return `${m.event}/${m.poolsWithoutAftercare.join(',')}/${m.reporter}/${m.holdUntil}/${m.retryAt}/${m.withKeys}`;
+  const lease = m.attachLease ? `${m.attachLease.owner}@${m.attachLease.until}` : '';
+  return `${m.event}/${m.poolsWithoutAftercare.join(',')}/${m.reporter}/${m.holdUntil}/${m.retryAt}/${m.withKeys}/${m.isolate === true}/${lease}`;
 }
