@@ -179,6 +179,8 @@ class FakeClient implements ActionClient {
       expires_at: '2030-01-01T00:00:00.000Z',
       ended_at: null,
       end_reason: null,
+      heartbeat: null,
+      heartbeat_deadline: null,
       hosts: this.hosts.map((h) => host(h)),
     };
   }

@@ -35,6 +35,10 @@ export interface SessionView {
   ended_at: string | null;
   end_reason: string | null;
   hosts: HostView[];
+  /** The session's heartbeat as a duration (`5m`), or null (docs/api.md, "Heartbeats"). */
+  heartbeat: string | null;
+  /** When an active session with a heartbeat ends unless it hears from its client before. */
+  heartbeat_deadline: string | null;
 }
 
 /** A keyed `/Inventory` row: `[hostname, ssid]`. */

@@ -70,6 +70,10 @@ export interface Session {
   expiresAt: number | null;
   endedAt: number | null;
   endReason: EndReason | null;
+  /** Milliseconds within which the session must hear from its client, or null (docs/api.md, "Heartbeats"). */
+  heartbeatMs: number | null;
+  /** When it ends unless pinged before; null without a heartbeat. */
+  heartbeatDeadline: number | null;
 }
 
 export interface Node {

@@ -138,6 +138,18 @@ const usage: Migration = {
   },
 };
 
+/**
+ * Issue 10: heartbeats. A session with a heartbeat ends when its deadline passes unpinged; the
+ * reaper finds those by the index, which holds only the few sessions that have one.
+ */
+const heartbeat: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('sessions').addColumn('heartbeat_ms', 'bigint').execute();
+    await db.schema.alterTable('sessions').addColumn('heartbeat_deadline', 'bigint').execute();
+    await db.schema.createIndex('sessions_heartbeat').on('sessions').columns(['state', 'heartbeat_deadline']).where(sql.ref('heartbeat_deadline'), 'is not', null).execute();
+  },
+};
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     getMigrations: async () => ({
@@ -145,6 +157,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
       '0002_machines': machines(dialect),
       '0003_words': words,
       '0004_usage': usage,
+      '0006_heartbeat': heartbeat,
     }),
   };
 }

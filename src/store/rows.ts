@@ -13,6 +13,8 @@ export function toSession(row: SessionRow): Session {
     expiresAt: row.expires_at === null ? null : Number(row.expires_at),
     endedAt: row.ended_at === null ? null : Number(row.ended_at),
     endReason: row.end_reason,
+    heartbeatMs: row.heartbeat_ms === null ? null : Number(row.heartbeat_ms),
+    heartbeatDeadline: row.heartbeat_deadline === null ? null : Number(row.heartbeat_deadline),
   };
 }
 

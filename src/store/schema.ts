@@ -24,6 +24,10 @@ export interface SessionTable {
   expires_at: number | null;
   ended_at: number | null;
   end_reason: EndReason | null;
+  /** The heartbeat the session was opened with, if any (docs/api.md, "Heartbeats"). */
+  heartbeat_ms: number | null;
+  /** When the session ends unless pinged: its last ping plus its heartbeat. */
+  heartbeat_deadline: number | null;
 }
 
 export interface NodeTable {

@@ -52,6 +52,8 @@ export class SessionStore implements SessionQueries {
         state: 'active',
         created_at: session.createdAt,
         expires_at: session.expiresAt,
+        heartbeat_ms: session.heartbeatMs ?? null,
+        heartbeat_deadline: session.heartbeatMs ? session.createdAt + session.heartbeatMs : null,
       })
       .returningAll()
       .executeTakeFirstOrThrow();
@@ -86,6 +88,31 @@ export class SessionStore implements SessionQueries {
     const expired = (await takeUnclaimed(this.ctx, query).execute()).map((s) => Number(s.id));
     for (const ids of chunks(expired)) await this.endAll(ids, 'expired', now, release);
     return expired.length;
+  }
+
+  async ping(sessionId: number, now: number): Promise<void> {
+    await this.ctx.db
+      .updateTable('sessions')
+      .set({ heartbeat_deadline: sql<number>`${now} + heartbeat_ms` })
+      .where('id', '=', sessionId)
+      .where('state', '=', 'active')
+      .where('heartbeat_ms', 'is not', null)
+      .execute();
+  }
+
+  /** Like `expire`, for sessions whose client stopped pinging. */
+  async loseHeartbeats(now: number, limit: number, release: NodeMove): Promise<number> {
+    const query = this.ctx.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('state', '=', 'active')
+      .where('heartbeat_deadline', 'is not', null)
+      .where('heartbeat_deadline', '<', now)
+      .orderBy('heartbeat_deadline')
+      .limit(limit);
+    const lost = (await takeUnclaimed(this.ctx, query).execute()).map((s) => Number(s.id));
+    for (const ids of chunks(lost)) await this.endAll(ids, 'heartbeat-lost', now, release);
+    return lost.length;
   }
 
   /** Ends sessions and moves every node they hold out of them. */
