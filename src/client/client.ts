@@ -236,7 +236,9 @@ export class CinodeClient {
     if (wait !== undefined) {
       serverWaitMs = parseDuration(wait);
       if (serverWaitMs === undefined) {
-        throw new CinodeApiError('bad-request', `wait: ${JSON.stringify(wait)} is not a duration; accepted: a duration such as 30s, 10m or 1h`, { call: CALL.nodeGet });
+        return Promise.reject(
+          new CinodeApiError('bad-request', `wait: ${JSON.stringify(wait)} is not a duration; accepted: a duration such as 30s, 10m or 1h`, { call: CALL.nodeGet }),
+        );
       }
     }
     return this.call({

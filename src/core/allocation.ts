@@ -429,7 +429,7 @@ export class AllocationService {
 
   /** A refused call undid its ping with its transaction; the session heard from its client all the same. */
   private async pingRefused(named: Named, error: unknown): Promise<void> {
-    if (!(error instanceof CinodeError) || named.session?.heartbeatMs == null) return;
+    if (!(error instanceof CinodeError) || !named.session || named.session.heartbeatMs === null) return;
     await this.deps.store.read().sessions.ping(named.session.id, this.deps.clock());
   }
 
