@@ -3,7 +3,7 @@
  * says what is accepted, before any request is made.
  */
 import { createHash } from 'node:crypto';
-import { HEARTBEAT_HELP, parseDuration, parseHeartbeat } from '../api/duration.js';
+import { formatDuration, HEARTBEAT_HELP, parseDuration, parseHeartbeat } from '../api/duration.js';
 import { ALIAS_CHARACTERS, ALIAS_MAX_LENGTH } from '../api/patterns.js';
 import { Defaults, Inputs, type Input } from './constants.js';
 import type { ActionCore } from './ports.js';
@@ -151,7 +151,7 @@ export function readMainInputs(core: ActionCore): MainInputs {
 /** `wait`: a duration; empty, the `timeout` input (a step waits for capacity as long as its calls may take). */
 function readWait(core: ActionCore, timeoutMs: number): string {
   const text = core.getInput(Inputs.Wait);
-  if (text === '') return `${Math.max(1, Math.round(timeoutMs / 1000))}s`;
+  if (text === '') return formatDuration(Math.max(1000, timeoutMs));
   if (parseDuration(text) === undefined) throw new InputError(Inputs.Wait, `"${text}" is not a duration: use e.g. 90s, 5m or 1h30m (units d, h, m, s)`);
   return text;
 }
