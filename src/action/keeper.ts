@@ -112,7 +112,7 @@ export async function runKeeper(env: NodeJS.ProcessEnv = process.env): Promise<n
     stopping.abort();
   }, WATCH_INTERVAL_MS);
   try {
-    await keepSession({
+    const end = await keepSession({
       ping: (ref) => client.ping(ref),
       ssid,
       everyMs,
@@ -120,7 +120,7 @@ export async function runKeeper(env: NodeJS.ProcessEnv = process.env): Promise<n
       stillWanted: runnerThere,
       onTransientError: (error) => log(`ping failed, trying again at the next round: ${error.message}`),
     });
-    log('stopped');
+    log(end === 'unwanted' ? `process ${watchPid} is gone: the job ended without its post step; stopping` : 'stopped');
     return 0;
   } catch (error) {
     log(`stopping: ${error instanceof Error ? error.message : String(error)}`);

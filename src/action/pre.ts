@@ -8,9 +8,8 @@ import { runPre } from './pre-impl.js';
 import { launch } from './runtime.js';
 
 if (process.argv[2] === KEEPER_ARGUMENT) {
-  void runKeeper().then((code) => {
-    process.exitCode = code;
-  });
+  // Exits at once: a request or socket the stop left behind must not keep the keeper around.
+  void runKeeper().then((code) => process.exit(code));
 } else {
   launch(runPre);
 }

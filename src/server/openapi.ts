@@ -47,6 +47,8 @@ const SCHEMAS: Record<string, Schema> = {
     ended_at: { type: ['string', 'null'], format: 'date-time' },
     end_reason: { enum: [...END_REASONS, null] },
     hosts: arrayOf(ref('HostView')),
+    heartbeat: { ...nullable('string'), description: 'The heartbeat the session was opened with (e.g. 5m), or null.' },
+    heartbeat_deadline: { type: ['string', 'null'], format: 'date-time', description: 'When an active session with a heartbeat ends unless pinged before.' },
   }),
   KeyedInventory: { ...arrayOf({ type: 'array', prefixItems: [{ type: 'string' }, { type: 'string' }], minItems: 2, maxItems: 2 }), description: '[hostname, ssid] per node in the caller\'s active sessions.' },
   PublicInventory: {
@@ -143,6 +145,7 @@ const P = {
   ssid: { name: 'ssid', description: "A session of the caller's project: its ssid, or its alias.", schema: ALIAS },
   alias: { name: 'alias', description: "The session's name; unique among the project's active sessions.", schema: ALIAS },
   lifetime: { name: 'lifetime', description: "How long the session lives (capped by the project's maximum); never where the policy allows.", schema: DURATION },
+  heartbeat: { name: 'heartbeat', description: 'The session ends (heartbeat-lost) unless it hears from its client this often: 10s to 1h (docs/api.md, Heartbeats).', schema: { type: 'string', pattern: '^(\\d+h)?(\\d+m)?(\\d+s)?$' } },
   ver: { name: 'ver', description: 'The OS version (default from the configuration).', schema: { type: 'string' } },
   arch: { name: 'arch', description: 'The architecture (default from the configuration).', schema: { type: 'string' } },
   flavor: { name: 'flavor', description: 'The node size; empty is no flavor.', schema: { type: 'string' } },
@@ -212,9 +215,10 @@ const PATHS = {
   '/Node/get': call('nodeGet', 'Nodes in a new session, or more nodes in a live one (ssid=)', 'legacy', [P.ver, P.arch, P.count, P.flavor, P.ssid], json(ref('NodeGetResult'), 'The new hosts and the session'), [400, 403, 409, 429]),
   '/Node/done': call('nodeDone', 'End the session, or release some of its nodes (node=)', 'legacy', [required(P.ssid), P.node], json({ oneOf: [ref('Done'), ref('Msg')] }, '"Done"; {"msg": "Session not in Prod"} for a session that was already done'), SESSION_ERRORS),
   '/Node/fail': call('nodeFail', "Keep the session's nodes for debugging, or report some broken (node=)", 'legacy', [required(P.ssid), P.node], done, SESSION_ERRORS),
-  '/Session/get': call('sessionGet', 'A session without nodes; idempotent by alias', 'sessions', [P.alias, P.lifetime], json(ref('SessionGetResult'), 'The session, created or found by alias'), [400, 403, 429, 503]),
+  '/Session/get': call('sessionGet', 'A session without nodes; idempotent by alias', 'sessions', [P.alias, P.lifetime, P.heartbeat], json(ref('SessionGetResult'), 'The session, created or found by alias'), [400, 403, 429, 503]),
   '/Session/done': call('sessionDone', 'End a session (idempotent)', 'sessions', [required(P.ssid)], done, [400, 403, 503]),
   '/Session/show': call('sessionShow', 'A session with its hosts', 'sessions', [required(P.ssid)], json(ref('SessionView'), 'The session'), [400, 403, 503]),
+  '/Session/ping': call('sessionPing', 'Tell a session with a heartbeat that its job is alive', 'sessions', [required(P.ssid)], json(ref('SessionView'), 'The session'), [400, 403, 503]),
   '/Session/list': call('sessionList', "The project's active sessions, newest first", 'sessions', [], json(arrayOf(ref('SessionView')), 'The active sessions'), [403, 503]),
   '/Session/extend': call('sessionExtend', "Move a session's expiry later (never earlier)", 'sessions', [required(P.ssid), required(P.lifetime)], json(ref('SessionView'), 'The session'), SESSION_ERRORS),
   '/Inventory': call(
