@@ -158,7 +158,7 @@ export function createProgram(deps: CliDeps): Command {
         const result = await client.getSession({ alias: opts.alias, lifetime: opts.lifetime, heartbeat: opts.heartbeat });
         const note = result.created
           ? lifetimeNote(opts.lifetime, result.expires_at, deps.now(), 'open')
-          : `reusing the active session ${result.ssid} of alias ${result.alias ?? ''} (--lifetime and --heartbeat apply to a new session only: use session extend)`;
+          : `reusing the active session ${result.ssid} of alias ${result.alias ?? ''} (--lifetime and --heartbeat apply to a new session only: use session extend for the lifetime)`;
         return { json: result, human: `${result.ssid}\n`, note };
       }),
     );
