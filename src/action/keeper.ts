@@ -85,12 +85,12 @@ export async function runKeeper(env: NodeJS.ProcessEnv = process.env): Promise<n
   const watchPid = Number(env[ENV.WatchPid]);
   const log = (message: string) => console.log(`${new Date().toISOString()} cinode keeper ${process.pid}: ${redactKey(message, key)}`);
   const stopping = new AbortController();
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      log(`received ${signal}: stopping`);
-      stopping.abort();
-    });
-  }
+  const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`received ${signal}: stopping`);
+    stopping.abort();
+  };
+  for (const signal of signals) process.on(signal, onSignal);
   const client = new CinodeClient({
     url: env[ENV.Url] ?? '',
     key,
@@ -127,5 +127,6 @@ export async function runKeeper(env: NodeJS.ProcessEnv = process.env): Promise<n
     return 1;
   } finally {
     clearInterval(watch);
+    for (const signal of signals) process.off(signal, onSignal);
   }
 }
