@@ -189,6 +189,25 @@ describe('losing the heartbeat', () => {
     expect(await show(ssid)).toMatchObject({ state: 'done', end_reason: 'heartbeat-lost' });
   });
 
+  test('keepAlive (what a /Node/get waiting in the queue calls) keeps the session alive; sessions without a heartbeat or done are left alone', async () => {
+    const { ssid } = await open({ ...alpha, heartbeat: '10s' });
+    const plain = await open(alpha);
+    const idOf = async (ref: string) => (await server.server.store.read().sessions.byRef(server.server.service.authenticate(KEYS.alpha).id, ref))!.id;
+    for (let i = 0; i < 3; i++) {
+      clock.advance(9 * SECOND);
+      await server.server.service.keepAlive(await idOf(ssid));
+      await server.server.service.keepAlive(await idOf(plain.ssid));
+      await reapNow(server);
+    }
+    expect(await stateOf(ssid)).toBe('active');
+    expect((await server.get('/Session/list', alpha)).json).toEqual(
+      expect.arrayContaining([expect.objectContaining({ ssid, heartbeat_deadline: iso(clock.now() + 10 * SECOND) }), expect.objectContaining({ ssid: plain.ssid, heartbeat_deadline: null })]),
+    );
+    await server.get('/Session/done', { ...alpha, ssid });
+    await server.server.service.keepAlive(await idOf(ssid));
+    expect(await show(ssid)).toMatchObject({ state: 'done', end_reason: 'done', heartbeat_deadline: null });
+  });
+
   test('calls on sessions without a heartbeat and on other sessions do not keep a session alive', async () => {
     const { ssid } = await open({ ...alpha, heartbeat: '10s' });
     const other = await open(alpha);
