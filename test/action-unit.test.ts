@@ -11,7 +11,7 @@ import { Defaults, Env, Inputs, Outputs, OwnerState, POST_TIMEOUT_MS, State, typ
 import { parseDuration } from '../src/api/duration.js';
 import { normalizeAlias, parseBoolean, parseList } from '../src/action/inputs.js';
 import { runMain } from '../src/action/main-impl.js';
-import type { ActionClient, ActionCore, ClientSettings, SummarySection } from '../src/action/ports.js';
+import type { ActionClient, ActionCore, ClientSettings, KeeperSettings, SummarySection } from '../src/action/ports.js';
 import { runPost } from '../src/action/post-impl.js';
 import { runPre } from '../src/action/pre-impl.js';
 import { actionDefaults, REPO_ROOT } from './support/runner.js';
@@ -179,6 +179,8 @@ class FakeClient implements ActionClient {
       expires_at: '2030-01-01T00:00:00.000Z',
       ended_at: null,
       end_reason: null,
+      heartbeat: null,
+      heartbeat_deadline: null,
       hosts: this.hosts.map((h) => host(h)),
     };
   }
@@ -459,7 +461,7 @@ describe('main', () => {
     expect(calls).toEqual([
       ['client.doneNodes', SSID, ['old1.example', 'old2.example']],
       ['client.failNodes', SSID, ['bad.example']],
-      ['client.getNodes', { ssid: SSID, count: 2, ver: '9-stream', arch: undefined, flavor: undefined }],
+      ['client.getNodes', { ssid: SSID, count: 2, ver: '9-stream', arch: undefined, flavor: undefined, wait: '5m' }],
       ['client.showSession', SSID],
     ]);
     expect(Object.fromEntries(core.outputs)).toEqual({
@@ -518,7 +520,7 @@ describe('main', () => {
     const fresh = harness({ [Inputs.Count]: '', [Inputs.Lifetime]: '' });
     await runMain(fresh.deps);
     expect(fresh.core.events).toContainEqual(['client.getSession', { alias: ALIAS, lifetime: undefined }]);
-    expect(fresh.core.events).toContainEqual(['client.getNodes', { ssid: SSID, count: 1, ver: undefined, arch: undefined, flavor: undefined }]);
+    expect(fresh.core.events).toContainEqual(['client.getNodes', { ssid: SSID, count: 1, ver: undefined, arch: undefined, flavor: undefined, wait: '5m' }]);
   });
 
   test('a bad count fails before any request', async () => {
@@ -652,5 +654,95 @@ describe('post', () => {
     await runPost(h.deps);
     expect(h.core.failed).toBeUndefined();
     expect(h.core.warnings()[0]).toMatch(/could not end session .*is not a URL/);
+  });
+});
+
+describe('heartbeat, keeper and wait', () => {
+  /** A keeper control that records what it was asked, and fails on cue. */
+  function fakeKeeper(core: FakeCore, options: { startError?: Error; running?: boolean; stopError?: Error } = {}) {
+    return {
+      start(settings: KeeperSettings): number {
+        core.events.push(['keeper.start', settings]);
+        if (options.startError) throw options.startError;
+        return 4242;
+      },
+      async stop(pid: number): Promise<boolean> {
+        core.events.push(['keeper.stop', pid]);
+        if (options.stopError) throw options.stopError;
+        return options.running ?? true;
+      },
+    };
+  }
+
+  test('pre opens the session with the heartbeat and starts the keeper on a third of it, watching the runner; post stops it', async () => {
+    const h = harness({ [Inputs.Heartbeat]: '30s' });
+    h.deps.keeper = fakeKeeper(h.core);
+    h.deps.parentPid = 777;
+    h.deps.tempDir = '/runner/temp';
+    await runPre(h.deps);
+    expect(h.core.failed).toBeUndefined();
+    expect(h.core.events).toContainEqual(['client.getSession', { alias: ALIAS, lifetime: undefined, heartbeat: '30s' }]);
+    expect(h.core.events).toContainEqual([
+      'keeper.start',
+      { url: URL, key: KEY, keyInQuery: false, ssid: SSID, everyMs: 10_000, watchPid: 777, logFile: `/runner/temp/cinode-keeper-${SSID}.log` },
+    ]);
+    expect(h.core.state.get(State.KeeperPid)).toBe('4242');
+    expect(h.core.infos()).toContain('Started keeper 4242');
+    expect(h.core.infos()).not.toContain(KEY);
+
+    await runPost(h.deps);
+    expect(index(h.core, 'keeper.stop', 4242)).toBeLessThan(index(h.core, 'client.doneSession', SSID));
+    expect(h.core.infos()).toContain('Stopped keeper 4242.');
+  });
+
+  test('a keeper that cannot start, or no keeper at all, is a warning: the session still works', async () => {
+    const failing = harness({ [Inputs.Heartbeat]: '5m' });
+    failing.deps.keeper = fakeKeeper(failing.core, { startError: new Error('spawn EAGAIN') });
+    failing.deps.parentPid = 777;
+    await runPre(failing.deps);
+    expect(failing.core.failed).toBeUndefined();
+    expect(failing.core.warnings()).toEqual([expect.stringMatching(/could not start its keeper: spawn EAGAIN; the session relies on the pings/)]);
+    expect(failing.core.state.get(State.KeeperPid)).toBeUndefined();
+
+    const none = harness({ [Inputs.Heartbeat]: '5m' });
+    await runPre(none.deps);
+    expect(none.core.failed).toBeUndefined();
+    expect(none.core.warnings()).toEqual([expect.stringMatching(/cannot start a keeper here/)]);
+  });
+
+  test('without a heartbeat, no keeper; post of a keeper already gone, or that cannot be stopped, says so', async () => {
+    const h = harness({ [Inputs.Heartbeat]: '' });
+    h.deps.keeper = fakeKeeper(h.core);
+    h.deps.parentPid = 777;
+    await runPre(h.deps);
+    expect(h.core.names()).not.toContain('keeper.start');
+    expect(h.core.warnings()).toEqual([]);
+
+    const gone = harness();
+    gone.deps.keeper = fakeKeeper(gone.core, { running: false });
+    gone.core.state.set(State.KeeperPid, '4242');
+    await runPost(gone.deps);
+    expect(gone.core.infos()).toContain('Keeper 4242 had already stopped');
+
+    const stuck = harness();
+    stuck.deps.keeper = fakeKeeper(stuck.core, { stopError: new Error('EPERM') });
+    stuck.core.state.set(State.KeeperPid, '4242');
+    await runPost(stuck.deps);
+    expect(stuck.core.warnings()).toEqual([expect.stringContaining('could not stop its keeper 4242: EPERM')]);
+  });
+
+  test('a heartbeat out of range or a bad wait fails the step naming the input; wait reaches /Node/get', async () => {
+    for (const heartbeat of ['5s', '2h', 'never']) {
+      const h = harness({ [Inputs.Heartbeat]: heartbeat });
+      await runPre(h.deps);
+      expect(h.core.failed).toContain(`Input heartbeat: "${heartbeat}" is not a duration from 10s to 1h`);
+      expect(h.core.names()).not.toContain('client.getSession');
+    }
+    const bad = harness({ [Inputs.Wait]: 'a while' });
+    await runMain(bad.deps);
+    expect(bad.core.failed).toContain('Input wait: "a while" is not a duration');
+    const h = harness({ [Inputs.Wait]: '20m', [Inputs.Timeout]: '1m' });
+    await runMain(h.deps);
+    expect(h.core.events).toContainEqual(['client.getNodes', expect.objectContaining({ wait: '20m' })]);
   });
 });

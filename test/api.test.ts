@@ -172,7 +172,7 @@ describe('sessions that live apart from their nodes', () => {
     const b = (await server.get('/Node/get', alpha)).json as { ssid: string };
     const list = (await server.get('/Session/list', alpha)).json as Array<Record<string, unknown>>;
     expect(list.map((s) => s.ssid)).toEqual([b.ssid, a.ssid]);
-    expect(Object.keys(list[0]!).sort()).toEqual(['alias', 'created_at', 'end_reason', 'ended_at', 'expires_at', 'hosts', 'isolation', 'ssid', 'state', 'teardown']);
+    expect(Object.keys(list[0]!).sort()).toEqual(['alias', 'created_at', 'end_reason', 'ended_at', 'expires_at', 'heartbeat', 'heartbeat_deadline', 'hosts', 'isolation', 'ssid', 'state', 'teardown']);
     expect(Object.keys((list[0]!.hosts as object[])[0]!).sort()).toEqual(['arch', 'flavor', 'hostname', 'ip', 'state', 'ver']);
     expect((list[0]!.hosts as Array<{ state: string }>)[0]!.state).toBe('deployed');
   });

@@ -77,7 +77,7 @@ describe('client commands', () => {
     expect(opened.stderr).toBe('');
     const again = await cinode(['session', 'open', '--alias', 'job-1']);
     expect(again.stdout.trim()).toBe(ssid);
-    expect(again.stderr).toBe(`cinode: reusing the active session ${ssid} of alias job-1 (--lifetime applies to a new session only: use session extend)\n`);
+    expect(again.stderr).toBe(`cinode: reusing the active session ${ssid} of alias job-1 (--lifetime and --heartbeat apply to a new session only: use session extend for the lifetime)\n`);
 
     const got = await cinode(['node', 'get', '--ssid', 'job-1', '--count', '2', '--ver', '7', '--arch', 'x86_64']);
     expect(got.code).toBe(0);

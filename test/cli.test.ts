@@ -80,7 +80,7 @@ describe('session commands', () => {
     for (const host of hosts) expect(show.stdout).toMatch(new RegExp(`^${host}\\s+192\\.0\\.2\\.\\d+\\s+deployed\\s+7\\s+x86_64\\s+-$`, 'm'));
 
     const view = parse<Record<string, unknown>>(await cinode(['--json', 'session', 'show', ssid]));
-    expect(Object.keys(view).sort()).toEqual(['alias', 'created_at', 'end_reason', 'ended_at', 'expires_at', 'hosts', 'ssid', 'state']);
+    expect(Object.keys(view).sort()).toEqual(['alias', 'created_at', 'end_reason', 'ended_at', 'expires_at', 'heartbeat', 'heartbeat_deadline', 'hosts', 'ssid', 'state']);
     expect((view.hosts as Array<{ hostname: string }>).map((h) => h.hostname).sort()).toEqual([...hosts].sort());
 
     const list = await cinode(['session', 'list']);
@@ -261,7 +261,10 @@ describe('options', () => {
       return execFileSync('bash', ['-c', probe], { encoding: 'utf8' }).trim();
     };
     expect(complete('cinode ses')).toBe('session');
-    expect(complete('cinode session ')).toBe('open done show list extend');
+    expect(complete('cinode session ')).toBe('open done show list extend ping keep');
+    expect(complete('cinode session keep x --ev')).toBe('--every');
+    expect(complete('cinode session open --heart')).toBe('--heartbeat');
+    expect(complete('cinode node get --wa')).toBe('--wait');
     expect(complete('cinode --url http://x session ex')).toBe('extend');
     expect(complete('cinode session show nightly/42 --js')).toBe('--json');
     expect(complete('cinode admin node ')).toBe('release disable enable');

@@ -108,6 +108,8 @@ const VIEW: SessionView = {
   expires_at: '2026-11-24T00:00:00.000Z',
   ended_at: null,
   end_reason: null,
+  heartbeat: null,
+  heartbeat_deadline: null,
   hosts: [{ hostname: 'n1.example', ip: '192.0.2.1', state: 'deployed', ver: '7', arch: 'x86_64', flavor: null }],
 };
 

@@ -120,7 +120,9 @@ test('the answers of legacy, session and admin calls validate against the docume
   await get('/Session/extend', { key: KEYS.alpha, ssid: got.ssid, lifetime: '1h' }); // 409 not active
   await get('/Session/show', { key: KEYS.alpha, ssid: 'nobody' }); // 403 invalid session
 
-  await post('/Session/get', { key: KEYS.alpha, alias: 'openapi/run', lifetime: '2h' });
+  await post('/Session/get', { key: KEYS.alpha, alias: 'openapi/run', lifetime: '2h', heartbeat: '5m' });
+  await get('/Session/ping', { key: KEYS.alpha, ssid: 'openapi/run' });
+  await get('/Session/get', { key: KEYS.alpha, heartbeat: '2h' }); // 400 out of range
   await post('/Node/get', { key: KEYS.alpha, ver: '9-stream', arch: 'aarch64', ssid: 'openapi/run' });
   await post('/Session/extend', { key: KEYS.alpha, ssid: 'openapi/run', lifetime: '3h' });
   await post('/Session/get', { key: KEYS.alpha, lifetime: 'never' }); // 403 policy

@@ -77,7 +77,7 @@ test('a reaper pass on a real store ends expired sessions in batches and holds t
   const dir = mkdtempSync(join(tmpdir(), 'cinode-reaper-'));
   const store = await openStore(`sqlite:${join(dir, 'cinode.db')}`);
   try {
-    const [sessionIds, heldId] = await store.transaction(async (tx) => {
+    const [sessionIds, heldId, silentIds] = await store.transaction(async (tx) => {
       const projects = await tx.catalog.syncProjects([{ name: 'alpha', keyHash: 'h', policy: '{}' }]);
       await tx.catalog.syncNodes([{ hostname: 'n1', ip: null, pool: 'c7', ver: '7', arch: 'x86_64', flavor: null, chassis: null, consolePort: null, sshPort: null }], 0);
       const projectId = projects.get('alpha')!;
@@ -86,18 +86,24 @@ test('a reaper pass on a real store ends expired sessions in batches and holds t
       for (let i = 0; i < 1007; i++) {
         expired.push((await tx.sessions.insert({ ssid: `s${i}`, projectId, alias: null, createdAt: 0, expiresAt: 4_500 })).id);
       }
+      // Never-expiring sessions whose heartbeat deadline (4000) passed unpinged: two batches too.
+      const silent: number[] = [];
+      for (let i = 0; i < 1003; i++) {
+        silent.push((await tx.sessions.insert({ ssid: `h${i}`, projectId, alias: null, createdAt: 0, expiresAt: null, heartbeatMs: 4_000 })).id);
+      }
       // A session that never expires, holding a node whose fail hold ended at 4000.
       const kept = await tx.sessions.insert({ ssid: 'kept', projectId, alias: null, createdAt: 4_200, expiresAt: null });
       const [node] = await tx.nodes.pickReady(['c7'], 1);
       await tx.nodes.assign(kept.id, [node!.id], 4_200, move('allocated'));
       await tx.nodes.hold(kept.id, move('held', [], { holdUntil: 4_000 }), { at: 4_200, reason: 'held' });
-      return [expired, kept.id] as const;
+      return [expired, kept.id, silent] as const;
     });
     let released = 0;
     const reaper = new Reaper({ store, catalog, clock: () => 5_000, eventRetention: () => 1_000, wakeReclaim: () => released++, onError: () => undefined });
-    expect(await reaper.reapOnce()).toBe(1007);
+    expect(await reaper.reapOnce()).toBe(1007 + 1003);
     const sessions = await store.db.selectFrom('sessions').select(['id', 'state', 'end_reason']).execute();
     expect(sessions.filter((s) => sessionIds.includes(Number(s.id))).every((s) => s.state === 'done' && s.end_reason === 'expired')).toBe(true);
+    expect(sessions.filter((s) => silentIds.includes(Number(s.id))).every((s) => s.state === 'done' && s.end_reason === 'heartbeat-lost')).toBe(true);
     expect(sessions.find((s) => Number(s.id) === heldId)?.state).toBe('active');
     // The hold is over: the node left its session for reclaim (this catalog knows no pool that skips it).
     const node = await store.db.selectFrom('nodes').select(['state', 'session_id', 'hold_until']).executeTakeFirstOrThrow();
@@ -125,6 +131,7 @@ test('reapOnce asked while a pass is under way runs one more pass after it, on t
         if (seen.length === 1) await blocked;
         return 0;
       },
+      loseHeartbeats: async () => 0,
     },
     nodes: { endHolds: async () => 0 },
     events: { prune: async () => 0 },

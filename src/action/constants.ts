@@ -21,6 +21,8 @@ export const Inputs = {
   Teardown: 'teardown',
   Timeout: 'timeout',
   KeyInQuery: 'key-in-query',
+  Heartbeat: 'heartbeat',
+  Wait: 'wait',
 } as const;
 export type Input = (typeof Inputs)[keyof typeof Inputs];
 
@@ -47,6 +49,8 @@ export const State = {
    * the server to open one, so that post can still end a session whose answer was lost.
    */
   Owner: 'owner',
+  /** The pid of the keeper process pre started, which post stops. */
+  KeeperPid: 'keeper-pid',
 } as const;
 export type StateName = (typeof State)[keyof typeof State];
 
@@ -78,3 +82,6 @@ export const Defaults = {
  * minutes at most, and a teardown that cannot reach the server should warn quickly, not hang.
  */
 export const POST_TIMEOUT_MS = 60_000;
+
+/** The argument that makes dist/pre/index.js run as the keeper instead of the pre step. */
+export const KEEPER_ARGUMENT = '--cinode-keeper';

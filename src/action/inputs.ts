@@ -3,7 +3,7 @@
  * says what is accepted, before any request is made.
  */
 import { createHash } from 'node:crypto';
-import { parseDuration } from '../api/duration.js';
+import { formatDuration, HEARTBEAT_HELP, parseDuration, parseHeartbeat } from '../api/duration.js';
 import { ALIAS_CHARACTERS, ALIAS_MAX_LENGTH } from '../api/patterns.js';
 import { Defaults, Inputs, type Input } from './constants.js';
 import type { ActionCore } from './ports.js';
@@ -30,6 +30,9 @@ export interface SessionInputs extends Connection {
   alias: string;
   /** Left out of the request when undefined (the server's default applies). */
   lifetime: string | undefined;
+  /** The session's heartbeat (e.g. `5m`), or undefined for none (the input left empty). */
+  heartbeat: string | undefined;
+  heartbeatMs: number | undefined;
 }
 
 export interface MainInputs extends SessionInputs {
@@ -39,6 +42,8 @@ export interface MainInputs extends SessionInputs {
   flavor: string | undefined;
   drop: string[];
   fail: string[];
+  /** How long the server may queue the request for nodes (`wait=`): the input, else the timeout. */
+  wait: string;
 }
 
 /** An input's value, or undefined when it is empty: the API treats an empty parameter as malformed. */
@@ -113,7 +118,12 @@ export function readConnection(core: ActionCore): Connection {
 export function readSessionInputs(core: ActionCore): SessionInputs {
   const connection = readConnection(core);
   const alias = normalizeAlias(required(core, Inputs.Alias));
-  return { ...connection, alias, lifetime: optional(core, Inputs.Lifetime) };
+  const heartbeat = optional(core, Inputs.Heartbeat);
+  const heartbeatMs = heartbeat === undefined ? undefined : parseHeartbeat(heartbeat);
+  if (heartbeat !== undefined && heartbeatMs === undefined) {
+    throw new InputError(Inputs.Heartbeat, `"${heartbeat}" is not ${HEARTBEAT_HELP}; leave it empty for a session without a heartbeat`);
+  }
+  return { ...connection, alias, lifetime: optional(core, Inputs.Lifetime), heartbeat, heartbeatMs };
 }
 
 export function readMainInputs(core: ActionCore): MainInputs {
@@ -134,5 +144,14 @@ export function readMainInputs(core: ActionCore): MainInputs {
     flavor: optional(core, Inputs.Flavor),
     drop: parseList(core.getInput(Inputs.Drop)),
     fail: parseList(core.getInput(Inputs.Fail)),
+    wait: readWait(core, session.timeoutMs),
   };
+}
+
+/** `wait`: a duration; empty, the `timeout` input (a step waits for capacity as long as its calls may take). */
+function readWait(core: ActionCore, timeoutMs: number): string {
+  const text = core.getInput(Inputs.Wait);
+  if (text === '') return formatDuration(Math.max(1000, timeoutMs));
+  if (parseDuration(text) === undefined) throw new InputError(Inputs.Wait, `"${text}" is not a duration: use e.g. 90s, 5m or 1h30m (units d, h, m, s)`);
+  return text;
 }

@@ -46,10 +46,10 @@ export async function runMain(deps: ActionDeps): Promise<MainResult | undefined>
     let added: string[] = [];
     if (inputs.count > 0) {
       step = `add ${describeAdd(inputs)}`;
-      core.info(`Adding ${describeAdd(inputs)} to session ${session.ssid}; waiting up to the timeout for capacity.`);
+      core.info(`Adding ${describeAdd(inputs)} to session ${session.ssid}; the server queues the request up to ${inputs.wait} for capacity.`);
       const started = deps.clock();
-      added = (await client.getNodes({ ssid: session.ssid, count: inputs.count, ver: inputs.ver, arch: inputs.arch, flavor: inputs.flavor }))
-        .hosts;
+      const request = { ssid: session.ssid, count: inputs.count, ver: inputs.ver, arch: inputs.arch, flavor: inputs.flavor, wait: inputs.wait };
+      added = (await client.getNodes(request)).hosts;
       core.info(`Added ${added.join(', ')} in ${elapsed(deps, started)}.`);
     }
 

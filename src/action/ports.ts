@@ -66,8 +66,36 @@ export interface ActionClient {
 
 export type ClientFactory = (settings: ClientSettings) => ActionClient;
 
+/** How the keeper process is told what to keep alive (docs/api.md, "Heartbeats"). */
+export interface KeeperSettings {
+  url: string;
+  key: string;
+  keyInQuery: boolean;
+  ssid: string;
+  /** Milliseconds between pings: a third of the heartbeat. */
+  everyMs: number;
+  /** The runner process that started the job: the keeper stops once it is gone. */
+  watchPid: number;
+  /** Where the keeper writes what it does (never the key); the step's own output is not held open. */
+  logFile: string;
+}
+
+/** Starting and stopping the detached keeper process. */
+export interface KeeperControl {
+  /** Starts it; returns its pid. Throws when it cannot be started. */
+  start(settings: KeeperSettings): number;
+  /** Stops it; resolves to whether it was still running. */
+  stop(pid: number): Promise<boolean>;
+}
+
 export interface ActionDeps {
   core: ActionCore;
+  /** The keeper (runtime.ts); without it, pre warns that no keeper runs. */
+  keeper?: KeeperControl;
+  /** The pid of the process that started this step: the runner, which the keeper watches. */
+  parentPid?: number;
+  /** Where files of this job may go (RUNNER_TEMP). */
+  tempDir?: string;
   createClient: ClientFactory;
   /** Aborted on SIGINT/SIGTERM: a call waiting for capacity gives up at once. */
   signal: AbortSignal;

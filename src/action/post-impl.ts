@@ -17,6 +17,7 @@ export async function runPost(deps: ActionDeps): Promise<void> {
   const named = `session ${ssid || '(ssid unknown)'} (alias ${alias || 'none'})`;
   try {
     maskKey(core);
+    await stopKeeper(deps);
     if (owner !== OwnerState.Owner && owner !== OwnerState.Pending) {
       core.info(
         ssid === ''
@@ -49,6 +50,18 @@ export async function runPost(deps: ActionDeps): Promise<void> {
         `end it with \`cinode session done ${ssid || alias}\` or /Session/done?ssid=${ssid || alias}.`,
       'cinode teardown failed',
     );
+  }
+}
+
+/** Stops the keeper this use's pre started, if any: the job is over, its pings must stop. */
+async function stopKeeper(deps: ActionDeps): Promise<void> {
+  const pid = Number(deps.core.getState(State.KeeperPid));
+  if (!Number.isInteger(pid) || pid <= 1 || !deps.keeper) return;
+  try {
+    const running = await deps.keeper.stop(pid);
+    deps.core.info(running ? `Stopped keeper ${pid}.` : `Keeper ${pid} had already stopped (the session ended, or it lost its runner).`);
+  } catch (error) {
+    deps.core.warning(`cinode could not stop its keeper ${pid}: ${describeError(error)}`);
   }
 }
 

@@ -3,7 +3,9 @@
  * signals and clock. Only the entrypoints import this module.
  */
 import * as core from '@actions/core';
+import { tmpdir } from 'node:os';
 import { CinodeClient } from '../client/client.js';
+import { processKeeper } from './keeper.js';
 import type { ActionCore, ActionDeps } from './ports.js';
 
 const actionsCore: ActionCore = {
@@ -51,6 +53,9 @@ function productionDeps(): ActionDeps {
     createClient: (settings) => new CinodeClient({ ...settings, userAgent: 'cinode-action' }),
     signal: cancellation(),
     clock: Date.now,
+    keeper: processKeeper,
+    parentPid: process.ppid,
+    tempDir: process.env.RUNNER_TEMP || tmpdir(),
   };
 }
 

@@ -55,7 +55,7 @@ export async function resolveSession(deps: ActionDeps, inputs: SessionInputs, st
   core.saveState(State.Owner, OwnerState.Pending);
   stage.retries.length = 0;
   const started = deps.clock();
-  const result = await stage.client.getSession({ alias: inputs.alias, lifetime: inputs.lifetime }).catch((error: unknown) => {
+  const result = await stage.client.getSession({ alias: inputs.alias, lifetime: inputs.lifetime, heartbeat: inputs.heartbeat }).catch((error: unknown) => {
     // An answered refusal opened nothing; a lost answer may have: post then ends it by alias.
     if (!stage.retries.some((r) => r.error.kind === 'transport') && !['transport', undefined].includes(errorKind(error))) {
       core.saveState(State.Owner, '');

@@ -41,3 +41,14 @@ export function formatDuration(ms: number): string {
   }
   return text === '' ? '0s' : text;
 }
+
+/** The bounds of a session's heartbeat (docs/api.md, "Heartbeats"). */
+export const HEARTBEAT_MIN_MS = 10_000;
+export const HEARTBEAT_MAX_MS = 3_600_000;
+export const HEARTBEAT_HELP = `a duration from ${formatDuration(HEARTBEAT_MIN_MS)} to ${formatDuration(HEARTBEAT_MAX_MS)}, such as 30s, 5m or 1h`;
+
+/** A heartbeat in milliseconds; undefined when the text is not a duration within the bounds. */
+export function parseHeartbeat(text: string): number | undefined {
+  const ms = parseDuration(text);
+  return ms !== undefined && ms >= HEARTBEAT_MIN_MS && ms <= HEARTBEAT_MAX_MS ? ms : undefined;
+}

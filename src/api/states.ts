@@ -19,6 +19,9 @@ export const LEGACY_STATE_NAMES: Record<NodeState, string> = {
 export const SESSION_STATES = ['active', 'done'] as const;
 export type SessionState = (typeof SESSION_STATES)[number];
 
-/** Why a session ended: its project ended it (`/Session/done`), or its lifetime ran out. */
-export const END_REASONS = ['done', 'expired'] as const;
+/**
+ * Why a session ended: its project ended it (`/Session/done`), its lifetime ran out, or its client
+ * stopped pinging within its heartbeat (docs/api.md, "Heartbeats").
+ */
+export const END_REASONS = ['done', 'expired', 'heartbeat-lost'] as const;
 export type EndReason = (typeof END_REASONS)[number];

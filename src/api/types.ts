@@ -41,6 +41,10 @@ export interface SessionView {
   teardown?: TeardownState | null;
   /** The session's `/Node/get ssid=` requests waiting for capacity; only while there is one. */
   waiting?: WaitingView[];
+  /** The session's heartbeat as a duration (`5m`), or null (docs/api.md, "Heartbeats"). */
+  heartbeat: string | null;
+  /** When an active session with a heartbeat ends unless it hears from its client before. */
+  heartbeat_deadline: string | null;
 }
 
 /** A `/Node/get` waiting for capacity (docs/api.md, "Waiting for capacity"). */

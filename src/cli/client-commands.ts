@@ -4,12 +4,13 @@
  * arguments so the commands run in-process in tests as well as from `main.ts`.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { parseDuration, DURATION_HELP } from '../api/duration.js';
+import { parseDuration, parseHeartbeat, DURATION_HELP, HEARTBEAT_HELP } from '../api/duration.js';
 import { CLIENT_ENV } from '../api/env.js';
 import {
   CinodeAbortError,
   CinodeApiError,
   CinodeClient,
+  keepSession,
   lifetimeNote,
   redactKey,
   refusalHint,
@@ -34,6 +35,7 @@ export type CinodeApi = Pick<
   | 'showSession'
   | 'listSessions'
   | 'extendSession'
+  | 'ping'
 >;
 
 export interface CliDeps {
@@ -43,6 +45,8 @@ export interface CliDeps {
   createClient: (options: CinodeClientOptions) => CinodeApi;
   /** Milliseconds since the epoch: to say when a lifetime was capped. */
   now: () => number;
+  /** Calls `stop` on SIGINT or SIGTERM (`session keep` ends then); returns what undoes that. */
+  onStopSignal: (stop: () => void) => () => void;
 }
 
 /** The environment variables the commands read. */
@@ -55,6 +59,14 @@ export function processDeps(): CliDeps {
     env: process.env,
     createClient: (options) => new CinodeClient(options),
     now: Date.now,
+    onStopSignal: (stop) => {
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      return () => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      };
+    },
   };
 }
 
@@ -92,6 +104,14 @@ function parseCount(text: string | undefined): number | undefined {
   return Number(text);
 }
 
+/** A duration option (`--wait`, `--every`): checked here so a typo is a usage error, not a server's 400. */
+function durationOption(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new UsageError(`${name}: ${JSON.stringify(text)} is not ${DURATION_HELP}`);
+  return ms;
+}
+
 function lines(items: readonly string[]): string {
   return items.map((item) => `${item}\n`).join('');
 }
@@ -121,20 +141,24 @@ export function createProgram(deps: CliDeps): Command {
 
   const action = actionsFor(deps, deps.createClient);
 
-  const session = program.command('session').description('job sessions: open, end, show, list, extend');
+  const session = program.command('session').description('job sessions: open, end, show, list, extend, ping, keep');
 
   session
     .command('open')
     .description('open a session with no nodes (by --alias: the active session of that alias if there is one); prints its ssid')
     .option('--alias <alias>', 'name the session, e.g. "${JOB_NAME}-${BUILD_NUMBER}"; opening it again returns the same session')
     .option('--lifetime <duration>', 'how long the session lives, e.g. 6h, or never (if the project may)')
+    .option('--heartbeat <duration>', `the session ends unless it hears from its job this often (${HEARTBEAT_HELP}); keep it alive with session keep`)
     .action(
       action(async (client, command) => {
-        const opts = command.opts<{ alias?: string; lifetime?: string }>();
-        const result = await client.getSession({ alias: opts.alias, lifetime: opts.lifetime });
+        const opts = command.opts<{ alias?: string; lifetime?: string; heartbeat?: string }>();
+        if (opts.heartbeat !== undefined && parseHeartbeat(opts.heartbeat) === undefined) {
+          throw new UsageError(`--heartbeat: ${JSON.stringify(opts.heartbeat)} is not ${HEARTBEAT_HELP}`);
+        }
+        const result = await client.getSession({ alias: opts.alias, lifetime: opts.lifetime, heartbeat: opts.heartbeat });
         const note = result.created
           ? lifetimeNote(opts.lifetime, result.expires_at, deps.now(), 'open')
-          : `reusing the active session ${result.ssid} of alias ${result.alias ?? ''} (--lifetime applies to a new session only: use session extend)`;
+          : `reusing the active session ${result.ssid} of alias ${result.alias ?? ''} (--lifetime and --heartbeat apply to a new session only: use session extend for the lifetime)`;
         return { json: result, human: `${result.ssid}\n`, note };
       }),
     );
@@ -186,6 +210,51 @@ export function createProgram(deps: CliDeps): Command {
       }),
     );
 
+  session
+    .command('ping')
+    .description('tell a session with a heartbeat that its job is alive; shows the session')
+    .argument('<ssid>', 'the session (ssid or alias)')
+    .action(
+      action(async (client, command) => {
+        const [ssid] = command.processedArgs as string[];
+        const view = await client.ping(ssid!);
+        const note = view.state === 'active' ? undefined : `session ${view.ssid} has ended (${view.end_reason ?? 'done'})`;
+        return { json: view, human: sessionBlock(view), note };
+      }),
+    );
+
+  session
+    .command('keep')
+    .description("keep a session alive: ping it every third of its heartbeat until SIGINT or SIGTERM (then exit 0); exits non-zero once the session has ended or is unknown")
+    .argument('<ssid>', 'the session (ssid or alias)')
+    .option('--every <duration>', 'ping this often instead (e.g. 20s)')
+    .action(
+      action(async (client, command) => {
+        const [ssid] = command.processedArgs as string[];
+        const everyMs = durationOption('--every', command.opts<{ every?: string }>().every);
+        const stopping = new AbortController();
+        const undo = deps.onStopSignal(() => stopping.abort());
+        let announced = false;
+        try {
+          await keepSession({
+            ping: (ref) => client.ping(ref),
+            ssid: ssid!,
+            everyMs,
+            signal: stopping.signal,
+            onPing: (view) => {
+              if (announced) return;
+              announced = true;
+              deps.stderr(`cinode: keeping session ${view.ssid} alive (heartbeat ${view.heartbeat ?? 'none'}); stop with SIGINT or SIGTERM\n`);
+            },
+            onTransientError: (error) => deps.stderr(`cinode: ping failed, trying again at the next round: ${error.message}\n`),
+          });
+        } finally {
+          undo();
+        }
+        return { json: 'stopped', human: '', note: `stopped keeping session ${ssid!} alive` };
+      }),
+    );
+
   const node = program.command('node').description('nodes: get more, release them (done), keep or report them (fail)');
 
   node
@@ -196,6 +265,7 @@ export function createProgram(deps: CliDeps): Command {
     .option('--arch <arch>', 'the architecture, e.g. x86_64 or aarch64')
     .option('--flavor <flavor>', 'the node flavor, e.g. tiny')
     .option('--ssid <ssid>', 'add the nodes to this active session (ssid or alias)')
+    .option('--wait <duration>', 'when too few nodes are ready, let the server queue the request this long (e.g. 10m); the command waits for its answer')
     .action(
       action(async (client, command) => {
         const opts = command.opts<{
@@ -204,9 +274,11 @@ export function createProgram(deps: CliDeps): Command {
           arch?: string;
           flavor?: string;
           ssid?: string;
+          wait?: string;
         }>();
         const count = parseCount(opts.count);
-        const result = await client.getNodes({ count, ver: opts.ver, arch: opts.arch, flavor: opts.flavor, ssid: opts.ssid });
+        durationOption('--wait', opts.wait);
+        const result = await client.getNodes({ count, ver: opts.ver, arch: opts.arch, flavor: opts.flavor, ssid: opts.ssid, wait: opts.wait });
         const note = opts.ssid === undefined ? `new session ${result.ssid}; end it with: cinode session done ${result.ssid}` : undefined;
         return { json: result, human: lines(result.hosts), note };
       }),

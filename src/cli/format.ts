@@ -28,6 +28,7 @@ export function sessionBlock(view: SessionView): string {
     ['ended_at', view.ended_at],
     ['end_reason', view.end_reason],
   ];
+  if (view.heartbeat !== null) fields.push(['heartbeat', view.heartbeat], ['heartbeat_deadline', view.heartbeat_deadline]);
   const width = Math.max(...fields.map(([name]) => name.length));
   const head = fields.map(([name, value]) => `${name.padEnd(width)}  ${cell(value)}`).join('\n') + '\n';
   if (view.hosts.length === 0) return `${head}\n(no hosts)\n`;

@@ -3,6 +3,7 @@
  * and CinodeApiErrors, retries bounded by a total time budget (retry.ts). Works against cinode and
  * against a legacy admin.ci endpoint (`keyInQuery`). Nothing here imports the server.
  */
+import { parseDuration } from '../api/duration.js';
 import { DONE_BODY, DONE_MESSAGE, NOT_IN_PROD_MESSAGE } from '../api/messages.js';
 import { CinodeAbortError, CinodeApiError, errorFromAnswer, legacyRefusal, parseJson, redactKey, snippet, unreachableHint } from './errors.js';
 import { abortError, isRetryable, raceAbort, withRetry, type RetryInfo, type Sleep } from './retry.js';
@@ -62,6 +63,7 @@ const CALL = {
   sessionShow: '/Session/show',
   sessionList: '/Session/list',
   sessionExtend: '/Session/extend',
+  sessionPing: '/Session/ping',
 } as const;
 type CallPath = (typeof CALL)[keyof typeof CALL];
 
@@ -78,6 +80,8 @@ export interface CallSpec<T> {
   parse: (body: unknown) => T | undefined;
   /** The expected shape, for the error message when it does not match. */
   expected: string;
+  /** How long the server may wait before it answers (`wait=`): the request's timeout and the budget cover it. */
+  serverWaitMs?: number;
 }
 
 // ---- shape checks ------------------------------------------------------------------------------
@@ -116,7 +120,12 @@ function asHost(value: unknown): HostView | undefined {
 function asSessionView(body: unknown): SessionView | undefined {
   if (!isRecord(body)) return undefined;
   const { ssid, alias, state, created_at, expires_at, ended_at, end_reason, hosts } = body;
+  // Servers from before heartbeats leave both out (docs/api.md, "Heartbeats").
+  const heartbeat = body.heartbeat ?? null;
+  const heartbeat_deadline = body.heartbeat_deadline ?? null;
   if (
+    !isStringOrNull(heartbeat) ||
+    !isStringOrNull(heartbeat_deadline) ||
     !isString(ssid) ||
     !isStringOrNull(alias) ||
     (state !== 'active' && state !== 'done') ||
@@ -130,7 +139,7 @@ function asSessionView(body: unknown): SessionView | undefined {
   }
   const views = hosts.map(asHost);
   if (views.some((h) => h === undefined)) return undefined;
-  return { ssid, alias, state, created_at, expires_at, ended_at, end_reason, hosts: views as HostView[] };
+  return { ssid, alias, state, created_at, expires_at, ended_at, end_reason, hosts: views as HostView[], heartbeat, heartbeat_deadline };
 }
 
 function asSessionList(body: unknown): SessionView[] | undefined {
@@ -179,7 +188,7 @@ function asNodeDone(body: unknown): 'done' | 'not-in-prod' | undefined {
 }
 
 const SESSION_VIEW_SHAPE =
-  '{"ssid", "alias", "state": "active"|"done", "created_at", "expires_at", "ended_at", "end_reason", "hosts": [{"hostname", "ip", "state", "ver", "arch", "flavor"}]}';
+  '{"ssid", "alias", "state": "active"|"done", "created_at", "expires_at", "ended_at", "end_reason", "hosts": [{"hostname", "ip", "state", "ver", "arch", "flavor"}], "heartbeat", "heartbeat_deadline"}';
 
 // ---- the client --------------------------------------------------------------------------------
 
@@ -216,12 +225,26 @@ export class CinodeClient {
     this.now = options.now ?? Date.now;
   }
 
-  /** `/Node/get`: a new session holding `count` nodes, or (with `ssid`) more nodes in a live one. */
+  /**
+   * `/Node/get`: a new session holding `count` nodes, or (with `ssid`) more nodes in a live one.
+   * With `wait`, the server holds the request in its queue for up to that long; the call waits
+   * for its answer whatever the client's timeouts.
+   */
   getNodes(params: NodeGetParams = {}): Promise<NodeGetResult> {
-    const { ver, arch, flavor, count, ssid } = params;
+    const { ver, arch, flavor, count, ssid, wait } = params;
+    let serverWaitMs: number | undefined;
+    if (wait !== undefined) {
+      serverWaitMs = parseDuration(wait);
+      if (serverWaitMs === undefined) {
+        return Promise.reject(
+          new CinodeApiError('bad-request', `wait: ${JSON.stringify(wait)} is not a duration; accepted: a duration such as 30s, 10m or 1h`, { call: CALL.nodeGet }),
+        );
+      }
+    }
     return this.call({
       path: CALL.nodeGet,
-      query: { ver, arch, count, flavor, ssid },
+      query: { ver, arch, count, flavor, ssid, wait },
+      serverWaitMs,
       // A lost answer may have allocated nodes: never sent twice.
       idempotent: false,
       parse: asNodeGet,
@@ -272,10 +295,10 @@ export class CinodeClient {
 
   /** `/Session/get`: a session with no nodes; with an alias, the project's active session of that alias if there is one. */
   getSession(params: SessionGetParams = {}): Promise<SessionGetResult> {
-    const { alias, lifetime } = params;
+    const { alias, lifetime, heartbeat } = params;
     return this.call({
       path: CALL.sessionGet,
-      query: { alias, lifetime },
+      query: { alias, lifetime, heartbeat },
       // By alias, sending it again returns the same session; without, it would open another.
       idempotent: alias !== undefined && alias !== '',
       parse: asSessionGet,
@@ -291,6 +314,14 @@ export class CinodeClient {
   /** `/Session/show`. */
   showSession(ssid: string): Promise<SessionView> {
     return this.call({ path: CALL.sessionShow, query: { ssid }, idempotent: true, parse: asSessionView, expected: SESSION_VIEW_SHAPE });
+  }
+
+  /**
+   * `/Session/ping`: tells a session with a heartbeat that its job is alive; the session as
+   * `show` has it (a session that ended shows `state: "done"` and its `end_reason`).
+   */
+  ping(ssid: string): Promise<SessionView> {
+    return this.call({ path: CALL.sessionPing, query: { ssid }, idempotent: true, parse: asSessionView, expected: SESSION_VIEW_SHAPE });
   }
 
   /** `/Session/list`: the project's active sessions, newest first. */
@@ -335,11 +366,13 @@ export class CinodeClient {
   protected call<T>(spec: CallSpec<T>): Promise<T> {
     const url = this.urlFor(spec);
     const headers = this.headersFor(spec);
+    const serverWaitMs = spec.serverWaitMs ?? 0;
     return withRetry(
       (_n, remainingMs) => this.attempt(spec, url, headers, remainingMs),
       (error) => isRetryable(error, spec.idempotent),
       {
-        timeoutMs: this.timeoutMs,
+        // A request the server may hold for `wait` must not be given up while it waits.
+        timeoutMs: serverWaitMs > 0 ? Math.max(this.timeoutMs, serverWaitMs + this.requestTimeoutMs) : this.timeoutMs,
         signal: this.options.signal,
         onRetry: this.options.onRetry,
         sleep: this.options.sleep,
@@ -371,7 +404,7 @@ export class CinodeClient {
 
   /** Sends the GET with its own timeout, also ended by the client's signal; no answer → `transport`. */
   private async send(spec: CallSpec<unknown>, url: string, headers: Record<string, string>, remainingMs: number): Promise<TransportResponse> {
-    const timeoutMs = Math.min(this.requestTimeoutMs, Math.max(remainingMs, MIN_REQUEST_TIMEOUT_MS));
+    const timeoutMs = Math.min(this.requestTimeoutMs + (spec.serverWaitMs ?? 0), Math.max(remainingMs, MIN_REQUEST_TIMEOUT_MS));
     const controller = new AbortController();
     const outer = this.options.signal;
     const onOuterAbort = () => controller.abort(outer?.reason);

@@ -5,3 +5,4 @@ export { withRetry, backoffDelay, type RetryInfo, type RetryOptions, type Sleep 
 export { ActionsHttpTransport, type HttpTransport, type TransportOptions, type TransportResponse } from './transport.js';
 export { CinodeClient, type CinodeClientOptions } from './client.js';
 export { lifetimeNote, refusalHint, type KeySource } from './notes.js';
+export { keepSession, pingInterval, type KeepEnd, type KeepOptions } from './keep.js';

@@ -12,12 +12,19 @@ export interface NodeGetParams {
   count?: number;
   /** Adds the nodes to this live session (ssid or alias) instead of opening a new one. */
   ssid?: string;
+  /**
+   * How long the server may keep the request in its queue when too few nodes are ready (`wait=`,
+   * a duration such as `10m`); the client waits for its answer that long (docs/api.md, "Waiting").
+   */
+  wait?: string;
 }
 
 export interface SessionGetParams {
   alias?: string;
   /** A duration such as `6h`, or `never`. */
   lifetime?: string;
+  /** The session ends unless it hears from its client at least this often (`5m`; 10s to 1h). */
+  heartbeat?: string;
 }
 
 /**

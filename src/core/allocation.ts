@@ -80,6 +80,16 @@ class Shortfall extends CinodeError {
 export interface SessionGetRequest {
   alias?: string;
   lifetime?: Lifetime;
+  /** Milliseconds within which the session must hear from its client (docs/api.md, "Heartbeats"). */
+  heartbeatMs?: number;
+}
+
+/**
+ * The session a call named, once found: when the call is refused (its transaction undone, ping
+ * included), the session still heard from its client, so the ping is made again on its own.
+ */
+interface Named {
+  session?: Session;
 }
 
 function iso(ms: number | null): string | null {
@@ -102,6 +112,8 @@ function sessionView(session: Session, nodes: readonly Node[]): SessionView {
     hosts: nodes.map(hostView),
     isolation: session.isolation,
     teardown: session.teardown,
+    heartbeat: session.heartbeatMs === null ? null : formatDuration(session.heartbeatMs),
+    heartbeat_deadline: session.state === 'active' ? iso(session.heartbeatDeadline) : null,
   };
 }
 
@@ -173,13 +185,14 @@ export class AllocationService {
     const arch = request.arch ?? catalog.defaults.arch;
     const isolation = catalog.isolated ? this.deps.isolation : undefined;
     let shortfall: Shortfall | undefined;
+    const named: Named = {};
     return this.deps.store.transaction(async (tx): Promise<Allocation> => {
       shortfall = undefined;
       await tx.sessions.lockProject(project.id);
       // Read after the lock: the rate limit counts what committed before this request's turn.
       const now = this.deps.clock();
       let session: Session | undefined;
-      if (request.ssid !== undefined) session = await this.activeSession(tx, project, request.ssid);
+      if (request.ssid !== undefined) session = await this.activeSession(tx, project, request.ssid, named);
       await this.checkQuota(tx, project.policy, count, project.id);
       const pools = catalog.poolsFor(ver, arch, request.flavor);
       if (pools.length === 0) {
@@ -218,8 +231,9 @@ export class AllocationService {
         catalog.move('allocated', { withKeys, ...attachLease }),
       );
       return { sessionId: session.id, ssid: session.ssid, created, session, nodes, pools: poolNames };
-    }).catch((error: unknown) => {
+    }).catch(async (error: unknown) => {
       if (shortfall) this.deps.onDemand?.(shortfall.pools, shortfall.missing);
+      await this.pingRefused(named, error);
       throw error;
     });
   }
@@ -307,8 +321,9 @@ export class AllocationService {
   async doneNodes(project: Project, ref: string, hostnames?: readonly string[]): Promise<'done' | 'not-in-prod'> {
     const now = this.deps.clock();
     const catalog = this.deps.catalog();
+    const named: Named = {};
     const outcome = await this.deps.store.transaction(async (tx) => {
-      const session = await this.sessionFor(tx, project, ref);
+      const session = await this.sessionFor(tx, project, ref, named);
       if (hostnames === undefined) {
         if (session.state !== 'active') return 'not-in-prod' as const;
         await tx.sessions.end(session.id, 'done', now, catalog.move('session-ended'));
@@ -323,7 +338,7 @@ export class AllocationService {
         { at: now, reason: `released by ${project.name}` },
       );
       return 'done' as const;
-    });
+    }).catch((error: unknown) => this.pingRefused(named, error).then(() => Promise.reject(error)));
     if (outcome === 'done') this.deps.wakeReclaim();
     return outcome;
   }
@@ -335,9 +350,10 @@ export class AllocationService {
   async failNodes(project: Project, ref: string, hostnames?: readonly string[]): Promise<void> {
     const now = this.deps.clock();
     const catalog = this.deps.catalog();
+    const named: Named = {};
     await this.deps.store.transaction(async (tx) => {
       await tx.sessions.lockProject(project.id);
-      const session = await this.activeSession(tx, project, ref);
+      const session = await this.activeSession(tx, project, ref, named);
       const inSession = hostnames === undefined ? await tx.nodes.ofSession(session.id) : await this.nodesNamed(tx, session, hostnames);
       const newlyCounted = inSession.filter((n) => n.state === 'deployed').length;
       const counted = await tx.nodes.countFailedAndHeld(project.id);
@@ -358,7 +374,7 @@ export class AllocationService {
         catalog.move('reported-broken', { reporter: project.id }),
         { at: now, reason },
       );
-    });
+    }).catch((error: unknown) => this.pingRefused(named, error).then(() => Promise.reject(error)));
   }
 
   /** `/Inventory` with a key: `[hostname, ssid]` for each node in the project's active sessions. */
@@ -396,13 +412,15 @@ export class AllocationService {
       if (request.alias !== undefined) {
         const existing = await tx.sessions.activeByAlias(project.id, request.alias);
         if (existing) {
+          // Asking for it again is hearing from its client; its heartbeat stays as it was opened.
+          await this.heard(tx, existing, now);
           const nodes = await tx.nodes.ofSession(existing.id);
           return { ...this.sessionSummary(existing, nodes), created: false as boolean };
         }
       }
       const expiresAt = this.expiryFor(project, request.lifetime, now);
       await this.checkRateLimit(tx, project, now);
-      const fresh = { ssid: this.deps.newSsid(), projectId: project.id, alias: request.alias ?? null, createdAt: now, expiresAt };
+      const fresh = { ssid: this.deps.newSsid(), projectId: project.id, alias: request.alias ?? null, createdAt: now, expiresAt, heartbeatMs: request.heartbeatMs ?? null };
       const session = isolation ? await tx.isolation.openForSetup(fresh, isolation.owner, isolation.leaseUntil()) : await tx.sessions.insert(fresh);
       return { ...this.sessionSummary(session, []), created: true, session };
     });
@@ -423,6 +441,7 @@ export class AllocationService {
     if (ended) this.deps.wakeReclaim();
   }
 
+  /** `/Session/show`, and `/Session/ping`, which is the same call by another name: both count as a ping. */
   async showSession(project: Project, ref: string): Promise<SessionView> {
     const tx = this.deps.store.read();
     const session = await this.sessionFor(tx, project, ref);
@@ -448,6 +467,14 @@ export class AllocationService {
     return order.map((w, i) => ({ ...w, view: { count: w.count, since: iso(w.since)!, position: i + 1 } }));
   }
 
+  /**
+   * Keeps a session with a heartbeat alive from outside a call: for a `/Node/get ssid=` that waits
+   * in the queue (docs/api.md, "Heartbeats": a waiting request keeps its session alive).
+   */
+  async keepAlive(sessionId: number): Promise<void> {
+    await this.deps.store.read().sessions.ping(sessionId, this.deps.clock());
+  }
+
   async listSessions(project: Project): Promise<SessionView[]> {
     const tx = this.deps.store.read();
     const sessions = await tx.sessions.active(project.id);
@@ -462,14 +489,15 @@ export class AllocationService {
    */
   async extendSession(project: Project, ref: string, lifetime: Lifetime): Promise<SessionView> {
     const now = this.deps.clock();
+    const named: Named = {};
     return this.deps.store.transaction(async (tx) => {
-      const session = await this.activeSession(tx, project, ref);
+      const session = await this.activeSession(tx, project, ref, named);
       // Checked first: lifetime=never is refused by policy even for a session that never expires.
       const requested = this.expiryFor(project, lifetime, now);
       const expiresAt = session.expiresAt === null || (requested !== null && requested <= session.expiresAt) ? session.expiresAt : requested;
       if (expiresAt !== session.expiresAt) await tx.sessions.setExpiry(session.id, expiresAt);
       return sessionView({ ...session, expiresAt }, await tx.nodes.ofSession(session.id));
-    });
+    }).catch((error: unknown) => this.pingRefused(named, error).then(() => Promise.reject(error)));
   }
 
   // ---- rules shared by the calls ----
@@ -478,15 +506,32 @@ export class AllocationService {
     return { ssid: session.ssid, alias: session.alias, hosts: nodes.map((n) => n.hostname), expires_at: iso(session.expiresAt) };
   }
 
-  /** The caller's session by ssid or alias; another project's is as unknown as a made-up one. */
-  private async sessionFor(tx: StorageTx, project: Project, ref: string): Promise<Session> {
+  /**
+   * The caller's session by ssid or alias; another project's is as unknown as a made-up one.
+   * Naming it is a ping (docs/api.md, "Heartbeats"), noted in `named` for `pingRefused`.
+   */
+  private async sessionFor(tx: StorageTx, project: Project, ref: string, named?: Named): Promise<Session> {
     const session = await tx.sessions.byRef(project.id, ref);
     if (!session) throw invalidSession();
-    return session;
+    if (named) named.session = session;
+    return this.heard(tx, session, this.deps.clock());
   }
 
-  private async activeSession(tx: StorageTx, project: Project, ref: string): Promise<Session> {
-    const session = await this.sessionFor(tx, project, ref);
+  /** A ping, paid for only by active sessions that have a heartbeat: the session as it now is. */
+  private async heard(tx: StorageTx, session: Session, now: number): Promise<Session> {
+    if (session.heartbeatMs === null || session.state !== 'active') return session;
+    await tx.sessions.ping(session.id, now);
+    return { ...session, heartbeatDeadline: now + session.heartbeatMs };
+  }
+
+  /** A refused call undid its ping with its transaction; the session heard from its client all the same. */
+  private async pingRefused(named: Named, error: unknown): Promise<void> {
+    if (!(error instanceof CinodeError) || !named.session || named.session.heartbeatMs === null) return;
+    await this.deps.store.read().sessions.ping(named.session.id, this.deps.clock());
+  }
+
+  private async activeSession(tx: StorageTx, project: Project, ref: string, named?: Named): Promise<Session> {
+    const session = await this.sessionFor(tx, project, ref, named);
     if (session.state !== 'active') throw notActive(session.ssid);
     return session;
   }

@@ -114,6 +114,10 @@ export interface Session {
   isolation: Record<string, unknown> | null;
   /** Where session-teardown is; null without isolation hooks. */
   teardown: TeardownState | null;
+  /** Milliseconds within which the session must hear from its client, or null (docs/api.md, "Heartbeats"). */
+  heartbeatMs: number | null;
+  /** When it ends unless pinged before; null without a heartbeat. */
+  heartbeatDeadline: number | null;
 }
 
 export interface Node {

@@ -34,7 +34,7 @@ export interface QueueDeps {
    * Called at each poll for every session with a request waiting here: a waiting `/Node/get ssid=`
    * keeps its session alive (docs/api.md, "Heartbeats").
    */
-  onStillWaiting?: (ssid: string) => void;
+  onStillWaiting?: (sessionId: number) => void;
 }
 
 /** What a waiting request tries when its turn may have come. */
@@ -42,7 +42,8 @@ export type Attempt<T> = (waiterId: number) => Promise<T>;
 
 interface LocalWaiter {
   id: number;
-  ssid: string | null;
+  /** The session it adds to, null when it opens one. */
+  sessionId: number | null;
   /** Tries to serve it; true when it left the queue (served or refused). */
   attempt(): Promise<boolean>;
 }
@@ -143,7 +144,7 @@ export class WaitingQueue {
       this.ending.add(end);
       this.local.set(id, {
         id,
-        ssid,
+        sessionId: entry.sessionId,
         attempt: async () => {
           if (done) return true;
           busy = true;
@@ -243,7 +244,7 @@ export class WaitingQueue {
         await tx.queue.renew(this.deps.owner, now + this.leaseMs);
         await tx.queue.pruneLapsed(now);
       });
-      for (const waiter of this.local.values()) if (waiter.ssid !== null) this.deps.onStillWaiting?.(waiter.ssid);
+      for (const waiter of this.local.values()) if (waiter.sessionId !== null) this.deps.onStillWaiting?.(waiter.sessionId);
     } catch (error) {
       this.deps.onError(error);
     }

@@ -22,6 +22,8 @@ export interface NewSession {
   alias: string | null;
   createdAt: number;
   expiresAt: number | null;
+  /** The session's heartbeat in milliseconds, or null for none. */
+  heartbeatMs?: number | null;
 }
 
 /** A node with the ssid of the session holding it, as listings show it. */
@@ -79,6 +81,15 @@ export interface SessionQueries {
   end(sessionId: number, reason: EndReason, now: number, release: NodeMove): Promise<void>;
   /** Ends up to `limit` sessions whose expiry has passed, each by exactly one caller; returns how many. */
   expire(now: number, limit: number, release: NodeMove): Promise<number>;
+  /**
+   * A ping: an active session with a heartbeat now ends no earlier than `now` + its heartbeat;
+   * other sessions are left alone. Cheap (one UPDATE by primary key): calls that name a session
+   * with a heartbeat make it inside their transaction, and so may a request waiting for capacity
+   * for that session (docs/api.md, "Heartbeats").
+   */
+  ping(sessionId: number, now: number): Promise<void>;
+  /** Ends up to `limit` sessions whose heartbeat deadline has passed (`heartbeat-lost`); returns how many. */
+  loseHeartbeats(now: number, limit: number, release: NodeMove): Promise<number>;
   /** The project's active sessions, newest first. */
   active(projectId: number): Promise<Session[]>;
   /** How many sessions the project created since `since`, and when the oldest of them was. */

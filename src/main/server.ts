@@ -204,7 +204,14 @@ async function startOnStore(
   const owner = `${replica}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   const onError = (error: unknown) => log.error({ err: error }, 'background work failed');
-  const queue = new WaitingQueue({ store, owner, onError, ...options.queueTimings });
+  const queue = new WaitingQueue({
+    store,
+    owner,
+    onError,
+    // A waiting /Node/get ssid= keeps its session's heartbeat (docs/api.md, "Heartbeats").
+    onStillWaiting: (sessionId) => void service.keepAlive(sessionId).catch(onError),
+    ...options.queueTimings,
+  });
   /** Nodes may have become ready (or the queue's order changed): the waiting queue serves what it can. */
   const wakeQueue = () => queue.wake();
   // Read at scrape time (the admin service is made below, before any scrape can come).

@@ -28,6 +28,7 @@ import {
   readLimit,
   readNodeState,
   readSessionFilter,
+  readHeartbeat,
   readLifetime,
   readNodes,
   readSessionRef,
@@ -202,7 +203,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   keyed('/Session/get', async (_request, params, project) => {
-    const request = { alias: readAlias(params), lifetime: readLifetime(params, false) };
+    const request = { alias: readAlias(params), lifetime: readLifetime(params, false), heartbeatMs: readHeartbeat(params) };
     return service.getSession(project, request);
   });
 
@@ -212,6 +213,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   keyed('/Session/show', async (_request, params, project) => service.showSession(project, readSessionRef(params, true)), true);
+
+  // A ping is a show that changes something (the heartbeat deadline): no HEAD.
+  keyed('/Session/ping', async (_request, params, project) => service.showSession(project, readSessionRef(params, true)));
 
   keyed('/Session/list', async (_request, _params, project) => service.listSessions(project), true);
 
@@ -288,6 +292,7 @@ const ENDPOINTS = [
   '/Session/list',
   '/Session/extend',
   '/Queue',
+  '/Session/ping',
   '/Admin/nodes',
   '/Admin/events',
   '/Admin/usage',

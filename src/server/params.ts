@@ -2,7 +2,7 @@
  * Reading a call's parameters: from the query string, a form or JSON body, and the Bearer header.
  * Every problem becomes a 400 that names the parameter, says what was wrong and what is accepted.
  */
-import { DURATION_HELP, parseDuration, parseLifetime, type Lifetime } from '../api/duration.js';
+import { DURATION_HELP, HEARTBEAT_HELP, parseDuration, parseHeartbeat, parseLifetime, type Lifetime } from '../api/duration.js';
 import { ALIAS_HELP, ALIAS_MAX_LENGTH, ALIAS_PATTERN, HOSTNAME_HELP, HOSTNAME_PATTERN, LABEL_HELP, LABEL_PATTERN } from '../api/patterns.js';
 import { NODE_STATES, type NodeState } from '../api/states.js';
 import { badRequest, invalidKey, invalidSession, type CinodeError } from '../core/errors.js';
@@ -191,6 +191,18 @@ export function readWait(params: Params): number | undefined {
   const ms = parseDuration(value);
   if (ms === undefined) throw badRequest(`wait: ${shown(value)} is not a duration; accepted: ${accepted}`);
   return ms;
+}
+
+/** `heartbeat=` of `/Session/get`: a duration within the bounds of docs/api.md ("Heartbeats"). */
+export function readHeartbeat(params: Params): number | undefined {
+  const value = nonEmpty(params, 'heartbeat', HEARTBEAT_HELP);
+  if (value === undefined) return undefined;
+  const heartbeat = parseHeartbeat(value);
+  if (heartbeat === undefined) {
+    const what = parseDuration(value) === undefined ? 'is not a duration' : 'is out of range';
+    throw badRequest(`heartbeat: ${shown(value)} ${what}; accepted: ${HEARTBEAT_HELP}`);
+  }
+  return heartbeat;
 }
 
 /** `node=`: hostnames, repeated or comma-separated; undefined when absent. */

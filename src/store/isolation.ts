@@ -39,6 +39,8 @@ export class IsolationStore implements IsolationQueries {
         state: 'setup',
         created_at: session.createdAt,
         expires_at: session.expiresAt,
+        heartbeat_ms: session.heartbeatMs ?? null,
+        heartbeat_deadline: session.heartbeatMs ? session.createdAt + session.heartbeatMs : null,
         hook_owner: owner,
         hook_until: leaseUntil,
       })
@@ -63,7 +65,14 @@ export class IsolationStore implements IsolationQueries {
     await this.history.sessionsChanging([sessionId], 'setup', 'active', { at: now, reason: 'session-setup succeeded' });
     await this.ctx.db
       .updateTable('sessions')
-      .set({ state: 'active', isolation: JSON.stringify(data), hook_owner: null, hook_until: null })
+      // Its heartbeat counts from now: the client heard nothing while the setup ran.
+      .set({
+        state: 'active',
+        isolation: JSON.stringify(data),
+        hook_owner: null,
+        hook_until: null,
+        heartbeat_deadline: sql`case when heartbeat_ms is null then null else cast(${now} as bigint) + heartbeat_ms end`,
+      })
       .where('id', '=', sessionId)
       .execute();
     return true;

@@ -183,6 +183,18 @@ const isolation: Migration = {
   },
 };
 
+/**
+ * Issue 10: heartbeats. A session with a heartbeat ends when its deadline passes unpinged; the
+ * reaper finds those by the index, which holds only the few sessions that have one.
+ */
+const heartbeat: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('sessions').addColumn('heartbeat_ms', 'bigint').execute();
+    await db.schema.alterTable('sessions').addColumn('heartbeat_deadline', 'bigint').execute();
+    await db.schema.createIndex('sessions_heartbeat').on('sessions').columns(['state', 'heartbeat_deadline']).where(sql.ref('heartbeat_deadline'), 'is not', null).execute();
+  },
+};
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
     getMigrations: async () => ({
@@ -191,6 +203,7 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
       '0003_words': words,
       '0004_usage': usage,
       '0005_queue': queue(dialect),
+      '0006_heartbeat': heartbeat,
       '0007_isolation': isolation,
     }),
   };

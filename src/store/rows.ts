@@ -15,6 +15,8 @@ export function toSession(row: SessionRow): Session {
     endReason: row.end_reason,
     isolation: row.isolation === null ? null : (JSON.parse(row.isolation) as Record<string, unknown>),
     teardown: row.teardown,
+    heartbeatMs: row.heartbeat_ms === null ? null : Number(row.heartbeat_ms),
+    heartbeatDeadline: row.heartbeat_deadline === null ? null : Number(row.heartbeat_deadline),
   };
 }
 

@@ -35,6 +35,10 @@ export interface SessionTable {
   /** Who runs this session's setup or teardown, and until when its lease holds. */
   hook_owner: string | null;
   hook_until: number | null;
+  /** The heartbeat the session was opened with, if any (docs/api.md, "Heartbeats"). */
+  heartbeat_ms: number | null;
+  /** When the session ends unless pinged: its last ping plus its heartbeat. */
+  heartbeat_deadline: number | null;
 }
 
 export interface NodeTable {

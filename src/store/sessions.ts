@@ -52,11 +52,28 @@ export class SessionStore implements SessionQueries {
   }
 
   async insert(session: NewSession): Promise<Session> {
-    const values = { ssid: session.ssid, projectId: session.projectId, alias: session.alias, createdAt: session.createdAt, expiresAt: session.expiresAt };
+    const values = {
+      ssid: session.ssid,
+      projectId: session.projectId,
+      alias: session.alias,
+      createdAt: session.createdAt,
+      expiresAt: session.expiresAt,
+      heartbeatMs: session.heartbeatMs ?? null,
+      heartbeatDeadline: session.heartbeatMs ? session.createdAt + session.heartbeatMs : null,
+    };
     const row = await first(this.ctx, 'sessions.insert', values, (v) =>
       this.ctx.db
         .insertInto('sessions')
-        .values({ ssid: v.ssid, project_id: v.projectId, alias: v.alias, state: 'active', created_at: v.createdAt, expires_at: v.expiresAt })
+        .values({
+          ssid: v.ssid,
+          project_id: v.projectId,
+          alias: v.alias,
+          state: 'active',
+          created_at: v.createdAt,
+          expires_at: v.expiresAt,
+          heartbeat_ms: v.heartbeatMs,
+          heartbeat_deadline: v.heartbeatDeadline,
+        })
         .returningAll(),
     );
     if (!row) throw new Error('the new session was not returned');
@@ -91,6 +108,31 @@ export class SessionStore implements SessionQueries {
     const expired = (await takeUnclaimed(this.ctx, query).execute()).map((s) => Number(s.id));
     for (const ids of chunks(expired)) await this.endAll(ids, 'expired', now, release);
     return expired.length;
+  }
+
+  async ping(sessionId: number, now: number): Promise<void> {
+    await this.ctx.db
+      .updateTable('sessions')
+      .set({ heartbeat_deadline: sql<number>`${now} + heartbeat_ms` })
+      .where('id', '=', sessionId)
+      .where('state', '=', 'active')
+      .where('heartbeat_ms', 'is not', null)
+      .execute();
+  }
+
+  /** Like `expire`, for sessions whose client stopped pinging. */
+  async loseHeartbeats(now: number, limit: number, release: NodeMove): Promise<number> {
+    const query = this.ctx.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('state', '=', 'active')
+      .where('heartbeat_deadline', 'is not', null)
+      .where('heartbeat_deadline', '<', now)
+      .orderBy('heartbeat_deadline')
+      .limit(limit);
+    const lost = (await takeUnclaimed(this.ctx, query).execute()).map((s) => Number(s.id));
+    for (const ids of chunks(lost)) await this.endAll(ids, 'heartbeat-lost', now, release);
+    return lost.length;
   }
 
   /** Ends sessions and moves every node they hold out of them. */

@@ -1,6 +1,7 @@
 /**
  * The reaper: ends sessions whose expiry has passed (end reason `expired`) and sends their nodes
- * to reclaim, and sends held nodes to reclaim when their hold ends (`fail-hold` after the
+ * to reclaim, ends sessions whose heartbeat deadline passed unpinged (`heartbeat-lost`, whatever
+ * their expiry), and sends held nodes to reclaim when their hold ends (`fail-hold` after the
  * `/Node/fail`), whatever their session's lifetime, and drops events older than the event
  * retention. The ticker (ticker.ts) runs it every `reaper-interval`; sessions that never expire
  * are never reaped by time.
@@ -76,6 +77,11 @@ export class Reaper {
       const ended = await this.deps.store.transaction((tx) => tx.sessions.expire(now, REAP_BATCH, this.deps.catalog().move('session-ended')));
       total += ended;
       if (ended < REAP_BATCH) break;
+    }
+    for (;;) {
+      const lost = await this.deps.store.transaction((tx) => tx.sessions.loseHeartbeats(now, REAP_BATCH, this.deps.catalog().move('session-ended')));
+      total += lost;
+      if (lost < REAP_BATCH) break;
     }
     let released = 0;
     for (;;) {

@@ -112,6 +112,7 @@ export function actionDefaults(context: JobContext): Record<string, string> {
     teardown: 'true',
     timeout: '5m',
     'key-in-query': 'false',
+    heartbeat: '5m',
   };
 }
 
