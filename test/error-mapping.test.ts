@@ -23,7 +23,7 @@ const ARM = { name: 'arm', ver: '9-stream', arch: 'aarch64', flavor: 'tiny', nod
 const c7 = (n: number): string => `c7-${n}.test.example`;
 const JSON_TYPE = 'application/json; charset=utf-8';
 const ENDPOINTS =
-  '/Node/get, /Node/done, /Node/fail, /Inventory, /Session/get, /Session/done, /Session/show, /Session/list, /Session/extend, /Queue, ' +
+  '/Node/get, /Node/done, /Node/fail, /Inventory, /Session/get, /Session/done, /Session/show, /Session/list, /Session/extend, /Queue, /Session/ping, ' +
   '/Admin/nodes, /Admin/events, /Admin/usage, /Admin/sessions, /Admin/node/release, /Admin/node/disable, /Admin/node/enable, /Admin/session/teardown, ' +
   '/healthz, /metrics, /dashboard, /openapi.json';
 
