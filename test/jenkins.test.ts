@@ -268,10 +268,10 @@ describeGroovy('the Jenkins library', () => {
     expect(await session(report.alias)).toBe('none');
   });
 
-  test('heartbeat: refused with a clear error (the server has no heartbeats yet), nothing opened', async () => {
+  test('heartbeat: refused with a clear error that points to the keeper pattern, nothing opened', async () => {
     const report = await scenario('heartbeat');
     expect(report.error?.message).toBe(
-      "withCinodeSession: heartbeat is not supported by this server version yet; leave it out (the session's lifetime ends a session whose build is gone)",
+      'withCinodeSession: heartbeat is not kept by this step; open the session with cinode session open --heartbeat and run cinode session keep beside the work (docs/jenkins.md, Heartbeats)',
     );
     expect(report.scripts).toEqual([]);
     expect(await session(report.alias)).toBe('none');

@@ -12,8 +12,9 @@ def call(Map args, Closure body) {
     String step = 'withCinodeSession'
     CinodeCli cli = CinodeCli.forStep(this, step, args)
     if (args.heartbeat != null) {
-        // Session heartbeats are not in the cinode server yet: refuse rather than pretend.
-        error("${step}: heartbeat is not supported by this server version yet; leave it out (the session's lifetime ends a session whose build is gone)")
+        // A keeper must run beside the block for as long as it runs, which a step cannot do
+        // without holding an executor: docs/jenkins.md shows the parallel branch that does it.
+        error("${step}: heartbeat is not kept by this step; open the session with cinode session open --heartbeat and run cinode session keep beside the work (docs/jenkins.md, Heartbeats)")
     }
     String alias = CinodeCli.aliasOf(this, step, args)
     String count = CinodeCli.countOf(this, step, args)
