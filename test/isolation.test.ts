@@ -139,6 +139,21 @@ describe('the hooks run in order, with their environment', () => {
     expect((again.json as { created: boolean }).created).toBe(false);
     expect(hooks.order()).toEqual(['setup']);
   });
+
+  test('an alias whose session another call is still setting up: 503 to ask again, then that same session', async () => {
+    hooks.cue('block-setup');
+    const first = server.get('/Session/get', { ...alpha, alias: 'racing' });
+    await waitFor('the first setup to start', () => hooks.order().includes('setup'), WAIT_MS);
+    const second = await server.get('/Session/get', { ...alpha, alias: 'racing' });
+    expect(second.status).toBe(503);
+    expect(second.headers.get('retry-after')).toBe('1');
+    expect(second.json).toEqual({ msg: 'Session racing is being set up by another call (its session-setup is running); ask again in a moment' });
+    hooks.uncue('block-setup');
+    const opened = (await first).json as { ssid: string; created: boolean };
+    expect(opened.created).toBe(true);
+    expect((await server.get('/Session/get', { ...alpha, alias: 'racing' })).json).toMatchObject({ ssid: opened.ssid, created: false });
+    expect(hooks.order()).toEqual(['setup']);
+  });
 });
 
 describe('failure rules', () => {

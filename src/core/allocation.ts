@@ -417,6 +417,11 @@ export class AllocationService {
           const nodes = await tx.nodes.ofSession(existing.id);
           return { ...this.sessionSummary(existing, nodes), created: false as boolean };
         }
+        // Another call opens this alias and its session-setup still runs: a second setup would
+        // make a second session of one alias, so this call is told to ask again (and then gets it).
+        if (isolation && (await tx.isolation.aliasInSetup(project.id, request.alias, now))) {
+          throw new CinodeError('unavailable', `Session ${request.alias} is being set up by another call (its session-setup is running); ask again in a moment`, 1);
+        }
       }
       const expiresAt = this.expiryFor(project, request.lifetime, now);
       await this.checkRateLimit(tx, project, now);

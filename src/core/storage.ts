@@ -261,6 +261,8 @@ export interface HookRun {
 export interface IsolationQueries {
   /** A session whose session-setup runs now (hidden from every listing), under `owner`'s lease. */
   openForSetup(session: NewSession, owner: string, leaseUntil: number): Promise<Session>;
+  /** Whether a session of the project with this alias is being set up now (its setup's lease holds). */
+  aliasInSetup(projectId: number, alias: string, now: number): Promise<boolean>;
   extendSetup(sessionId: number, owner: string, leaseUntil: number): Promise<void>;
   extendAttach(nodeIds: readonly number[], owner: string, leaseUntil: number): Promise<void>;
   /** The setup succeeded: the session is active with its data; false when its lease lapsed and it was undone. */

@@ -50,6 +50,18 @@ export class IsolationStore implements IsolationQueries {
     return toSession(row);
   }
 
+  async aliasInSetup(projectId: number, alias: string, now: number): Promise<boolean> {
+    const row = await this.ctx.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('project_id', '=', projectId)
+      .where('alias', '=', alias)
+      .where('state', '=', 'setup')
+      .where('hook_until', '>=', now)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   async extendSetup(sessionId: number, owner: string, leaseUntil: number): Promise<void> {
     await this.ctx.db.updateTable('sessions').set({ hook_until: leaseUntil }).where('id', '=', sessionId).where('state', '=', 'setup').where('hook_owner', '=', owner).execute();
   }
