@@ -4,6 +4,7 @@
  * hook scripts: the order of the runs and their environment, the session data, every failure rule,
  * the teardown's retries and the operator's re-run, the history and the metric.
  */
+import { FAILED_NODE_LIMIT_MESSAGE } from '../src/api/messages.js';
 import { parseConfig } from '../src/config/config.js';
 import { hookEnv, sessionData } from '../src/machines/hooks.js';
 import { teardownRetryAt, TEARDOWN_GIVE_UP_MS } from '../src/workers/isolation.js';
@@ -236,6 +237,21 @@ describe('failure rules', () => {
     hooks.cue('fail-attach');
     expect((await server.get('/Node/get', { ...alpha, ssid: live, ver: '8' })).status).toBe(503);
     expect((await show(live)).state).toBe('active');
+  });
+
+  test('a node reported broken counts against the failed-node limit while its detach still runs', async () => {
+    await start({ projects: { alpha: { 'max-failed-nodes': 1 } } });
+    hooks.cue('block-detach');
+    const { ssid, hosts } = (await server.get('/Node/get', { ...alpha, count: 2 })).json as { ssid: string; hosts: string[] };
+    expect((await server.get('/Node/fail', { ...alpha, ssid, node: hosts[0] })).status).toBe(200);
+    await waitFor('its detach to start', () => hooks.order().includes(`detach ${hosts[0]}`), WAIT_MS);
+    expect(await stateOf(hosts[0]!)).toBe('Deprovision'); // the legacy name of reclaiming
+    const refused = await server.get('/Node/fail', { ...alpha, ssid, node: hosts[1] });
+    expect([refused.status, refused.json]).toEqual([403, { msg: FAILED_NODE_LIMIT_MESSAGE }]);
+    hooks.uncue('block-detach');
+    await waitFor('the node quarantined', async () => (await stateOf(hosts[0]!)) === 'Failed', WAIT_MS);
+    expect((await server.get('/Node/fail', { ...alpha, ssid, node: hosts[1] })).status).toBe(403);
+    expect(await stateOf(hosts[1]!)).toBe('Deployed');
   });
 
   test('detach fails: the node is quarantined and the session goes on', async () => {

@@ -2,7 +2,7 @@
  * Nodes and allocation: picking ready nodes, moving nodes into and out of sessions and between
  * states (as core's lifecycle decides), holds, and the listings of nodes.
  */
-import type { NodeMove } from '../core/lifecycle.js';
+import { DETACHING, type NodeMove } from '../core/lifecycle.js';
 import type { NodeState } from '../api/states.js';
 import type { Node } from '../core/model.js';
 import type { Change, ListedNode, NodeQueries } from '../core/storage.js';
@@ -172,11 +172,12 @@ export class NodeStore implements NodeQueries {
       .where('sessions.project_id', '=', projectId)
       .where('nodes.state', '=', 'held')
       .executeTakeFirstOrThrow();
+    // A node it reported broken counts from the report on, also while its node-detach runs.
     const failed = await this.ctx.db
       .selectFrom('nodes')
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .where('failed_by', '=', projectId)
-      .where('state', '=', 'failed')
+      .where((eb) => eb.or([eb('state', '=', 'failed'), eb.and([eb('state', '=', DETACHING), eb('hook', '=', 'detach'), eb('hook_to', '=', 'failed')])]))
       .executeTakeFirstOrThrow();
     return Number(held.n) + Number(failed.n);
   }
