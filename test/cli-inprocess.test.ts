@@ -143,6 +143,61 @@ describe('client commands', () => {
   });
 });
 
+describe('heartbeats and waiting', () => {
+  test('session open --heartbeat, session ping (of a live and of an ended session), and bad durations as usage errors', async () => {
+    const ssid = (await ok(['session', 'open', '--heartbeat', '30s'])).trim();
+    const pinged = JSON.parse(await ok(['--json', 'session', 'ping', ssid])) as { heartbeat: string; heartbeat_deadline: string };
+    expect(pinged.heartbeat).toBe('30s');
+    expect(Date.parse(pinged.heartbeat_deadline)).toBeGreaterThan(Date.now());
+    await ok(['session', 'done', ssid]);
+    const ended = await cinode(['session', 'ping', ssid]);
+    expect([ended.code, ended.stderr]).toEqual([0, `cinode: session ${ssid} has ended (done)\n`]);
+    for (const args of [
+      ['session', 'open', '--heartbeat', '2h'],
+      ['node', 'get', '--wait', 'soon'],
+      ['session', 'keep', ssid, '--every', 'often'],
+    ]) {
+      const refused = await cinode(args);
+      expect([args.join(' '), refused.code, refused.stdout]).toEqual([args.join(' '), 2, '']);
+    }
+  });
+
+  test('session keep pings until its stop signal, then exits 0; node get --wait is served when a node comes back', async () => {
+    const ssid = (await ok(['session', 'open', '--heartbeat', '10s'])).trim();
+    let stderr = '';
+    let stop: (() => void) | undefined;
+    let released = false;
+    const deps: CliDeps = {
+      ...processDeps(),
+      stdout: () => undefined,
+      stderr: (text) => void (stderr += text),
+      env: { CINODE_URL: server.url, CINODE_KEY: KEYS.alpha },
+      onStopSignal: (onStop) => {
+        stop = onStop;
+        return () => void (released = true);
+      },
+    };
+    const program = createProgram(deps);
+    const keeping = runCli(program, ['node', 'cinode', 'session', 'keep', ssid, '--every', '1s'], deps);
+    await waitFor('the keeper to announce itself', () => stderr.includes(`keeping session ${ssid} alive (heartbeat 10s)`));
+    stop!();
+    expect(await keeping).toBe(0);
+    expect(released).toBe(true);
+    expect(stderr).toContain(`stopped keeping session ${ssid} alive`);
+
+    // Every c7 node taken, then one given back while a --wait request waits in the queue.
+    const holder = (await ok(['session', 'open'])).trim();
+    const taken = (await ok(['node', 'get', '--ssid', holder, '--count', '3'])).trim().split('\n');
+    const waiting = cinode(['node', 'get', '--ssid', ssid, '--wait', '1m']);
+    await waitFor('the request waiting in the queue', async () => ((await server.get('/Queue', { key: KEYS.alpha })).json as unknown[]).length === 1);
+    await ok(['node', 'done', holder, taken[0]!]);
+    const served = await waiting;
+    expect([served.code, served.stdout.trim()]).toEqual([0, taken[0]]);
+    await ok(['session', 'done', holder]);
+    await ok(['session', 'done', ssid]);
+  });
+});
+
 describe('admin commands', () => {
   test('nodes, disable, enable and events, as tables and as JSON', async () => {
     const nodes = await ok(['admin', 'nodes'], admin);

@@ -331,8 +331,8 @@ export interface QueueQueries {
   pruneLapsed(now: number): Promise<number>;
   /** Deletes the requests of owners whose name starts with `ownerPrefix`: a replica's earlier lives, at its start. */
   dropOf(ownerPrefix: string): Promise<number>;
-  /** Deletes every request: for a database only this process uses, at start. */
-  clearAll(): Promise<void>;
+  /** Deletes every request: for a database only this process uses, at start; returns how many. */
+  clearAll(): Promise<number>;
   /** The ssids of the sessions that have a live request waiting (heartbeats count them alive). */
   sessionsWithWaiters(now: number): Promise<string[]>;
 }

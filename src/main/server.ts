@@ -196,7 +196,7 @@ async function startOnStore(
   }
   // Requests that waited in an earlier life of this process got no answer and wait no more;
   // another replica's dead requests lapse with their lease.
-  const dropped = await store.transaction((tx) => (store.exclusive ? tx.queue.clearAll().then(() => 0) : tx.queue.dropOf(`${replica}:`)));
+  const dropped = await store.transaction((tx) => (store.exclusive ? tx.queue.clearAll() : tx.queue.dropOf(`${replica}:`)));
   if (dropped > 0) log.info({ requests: dropped, replica }, 'waiting requests of this replica before its restart dropped');
   /** Kill functions of the ssh runs in flight (contextualization), stopped at shutdown. */
   const sshRuns = new Set<() => void>();

@@ -97,8 +97,9 @@ export class QueueStore implements QueueQueries {
     return Number(result.numDeletedRows);
   }
 
-  async clearAll(): Promise<void> {
-    await this.ctx.db.deleteFrom('waiters').execute();
+  async clearAll(): Promise<number> {
+    const result = await this.ctx.db.deleteFrom('waiters').executeTakeFirst();
+    return Number(result.numDeletedRows);
   }
 
   async sessionsWithWaiters(now: number): Promise<string[]> {
