@@ -152,17 +152,28 @@ export class NodeStore implements NodeQueries {
   }
 
   async countInUse(projectId: number): Promise<number> {
-    const row = await first(this.ctx, 'nodes.countInUse', { projectId }, (v) =>
+    // Two counts, each by an index that holds only the sessions it needs: one query for both
+    // states (`in`) made SQLite read every session the project ever had, on every /Node/get.
+    const active = await first(this.ctx, 'nodes.countInUse', { projectId }, (v) =>
       this.ctx.db
         .selectFrom('nodes')
         .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
         .select((eb) => eb.fn.countAll<number>().as('n'))
         .where('sessions.project_id', '=', v.projectId)
-        // A session being set up holds its nodes already.
-        .where('sessions.state', 'in', ['active', 'setup']),
+        .where('sessions.state', '=', 'active'),
     );
-    return Number(row!.n);
+    // A session being set up (isolation hooks) holds its nodes already.
+    const settingUp = await first(this.ctx, 'nodes.countInSetup', { projectId }, (v) =>
+      this.ctx.db
+        .selectFrom('nodes')
+        .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('sessions.state', '=', 'setup')
+        .where('sessions.project_id', '=', v.projectId),
+    );
+    return Number(active!.n) + Number(settingUp!.n);
   }
+
 
   async countFailedAndHeld(projectId: number): Promise<number> {
     const held = await this.ctx.db
