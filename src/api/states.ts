@@ -25,3 +25,6 @@ export type SessionState = (typeof SESSION_STATES)[number];
  */
 export const END_REASONS = ['done', 'expired', 'heartbeat-lost'] as const;
 export type EndReason = (typeof END_REASONS)[number];
+
+/** The four moments an operator may hook, as events and metrics name them (docs/api.md, "Session isolation"). */
+export type HookName = 'session-setup' | 'session-teardown' | 'node-attach' | 'node-detach';

@@ -3,7 +3,7 @@
  * docs/api.md ("Node states" and "Lifecycle") and their legacy names in the unkeyed inventory.
  */
 import type { Lifetime } from '../api/duration.js';
-import type { EndReason, NodeState, SessionState } from '../api/states.js';
+import type { EndReason, HookName, NodeState, SessionState } from '../api/states.js';
 import type { TeardownState } from '../api/types.js';
 
 /** A project's limits and policy, resolved from the configuration's defaults and overrides. */
@@ -65,17 +65,6 @@ export interface Pool {
   command: CommandPoolSettings | null;
 }
 
-/** The four moments an operator may hook (docs/api.md, "Session isolation"). */
-export type HookName = 'session-setup' | 'session-teardown' | 'node-attach' | 'node-detach';
-
-/** The `isolation:` block: each hook's argv (null: not hooked) and the timeout of every run. */
-export interface IsolationHooks {
-  sessionSetup: string[] | null;
-  sessionTeardown: string[] | null;
-  nodeAttach: string[] | null;
-  nodeDetach: string[] | null;
-  timeoutMs: number;
-}
 
 /** The session a hook runs for: who holds it and what its setup said. */
 export interface HookSession {

@@ -6,10 +6,10 @@
  * data, given to every later hook as `CINODE_SESSION_DATA`.
  */
 import { COMMAND_ENV, HOOK_ENV } from '../api/env.js';
+import type { HookName } from '../api/states.js';
 import { runCommand, stderrDetail } from './command.js';
 
 // The shapes core names in core/model.ts (machines know no core: docs/architecture.md).
-export type HookName = 'session-setup' | 'session-teardown' | 'node-attach' | 'node-detach';
 export interface HookSession {
   ssid: string;
   project: string;
@@ -27,6 +27,7 @@ export interface HookOutcome {
   stderr: string;
   data?: Record<string, unknown>;
 }
+/** The `isolation:` block: each hook's argv (null: not hooked) and the timeout of every run. */
 export interface IsolationHooks {
   sessionSetup: string[] | null;
   sessionTeardown: string[] | null;

@@ -1,5 +1,5 @@
 /** Sessions: looking them up by ssid or alias, opening, ending and expiring them. */
-import { sql } from 'kysely';
+import { sql, type SelectQueryBuilder } from 'kysely';
 import type { NodeMove } from '../core/lifecycle.js';
 import type { EndReason } from '../api/states.js';
 import type { Session } from '../core/model.js';
@@ -10,6 +10,7 @@ import type { History } from './history.js';
 import { forChange, lockProject, takeUnclaimed } from './locks.js';
 import type { NodeStore } from './nodes.js';
 import { toSession } from './rows.js';
+import type { Database } from './schema.js';
 
 export class SessionStore implements SessionQueries {
   constructor(
@@ -105,9 +106,7 @@ export class SessionStore implements SessionQueries {
       .where('expires_at', '<=', now)
       .orderBy('expires_at')
       .limit(limit);
-    const expired = (await takeUnclaimed(this.ctx, query).execute()).map((s) => Number(s.id));
-    for (const ids of chunks(expired)) await this.endAll(ids, 'expired', now, release);
-    return expired.length;
+    return this.endTaken(query, 'expired', now, release);
   }
 
   async ping(sessionId: number, now: number): Promise<void> {
@@ -130,9 +129,14 @@ export class SessionStore implements SessionQueries {
       .where('heartbeat_deadline', '<', now)
       .orderBy('heartbeat_deadline')
       .limit(limit);
-    const lost = (await takeUnclaimed(this.ctx, query).execute()).map((s) => Number(s.id));
-    for (const ids of chunks(lost)) await this.endAll(ids, 'heartbeat-lost', now, release);
-    return lost.length;
+    return this.endTaken(query, 'heartbeat-lost', now, release);
+  }
+
+  /** Ends the sessions `due` selects that no other replica holds; returns how many. */
+  private async endTaken(due: SelectQueryBuilder<Database, 'sessions', { id: number }>, reason: EndReason, now: number, release: NodeMove): Promise<number> {
+    const ended = (await takeUnclaimed(this.ctx, due).execute()).map((s) => Number(s.id));
+    for (const ids of chunks(ended)) await this.endAll(ids, reason, now, release);
+    return ended.length;
   }
 
   /** Ends sessions and moves every node they hold out of them. */
