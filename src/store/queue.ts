@@ -4,6 +4,7 @@
  * read skips rows whose lease lapsed (their process died), and those are deleted later.
  */
 import type { NewWaiter, QueueQueries, Waiter } from '../core/storage.js';
+import { first } from './compiled.js';
 import type { QueryContext } from './context.js';
 
 export class QueueStore implements QueueQueries {
@@ -69,14 +70,11 @@ export class QueueStore implements QueueQueries {
     }));
   }
 
+  /** Run by every /Node/get that is served at once: built once (compiled.ts). */
   async waitingFor(poolSet: string, now: number): Promise<boolean> {
-    const row = await this.ctx.db
-      .selectFrom('waiters')
-      .select('id')
-      .where('pool_set', '=', poolSet)
-      .where('lease_until', '>=', now)
-      .limit(1)
-      .executeTakeFirst();
+    const row = await first(this.ctx, 'queue.waitingFor', { poolSet, now }, (v) =>
+      this.ctx.db.selectFrom('waiters').select('id').where('pool_set', '=', v.poolSet).where('lease_until', '>=', v.now).limit(1),
+    );
     return row !== undefined;
   }
 
