@@ -161,14 +161,22 @@ describe('failure rules', () => {
   test('setup fails: 503 with its last stderr line, no session, teardown cleans up, rate limit untouched', async () => {
     await start({ defaults: { 'rate-limit': '1/1h' } });
     hooks.cue('fail-setup');
+    hooks.cue('block-teardown');
     const refused = await server.get('/Session/get', { ...alpha, alias: 'broken' });
     expect(refused.status).toBe(503);
     expect(refused.json).toEqual({ msg: 'Session setup failed: setup broke on cue' });
     const { ssid } = hooks.runs()[0]!;
+    // Unknown to its client from the refusal on: while its teardown runs, and once that deleted it.
+    const unknown = async (): Promise<void> => {
+      expect((await server.get('/Session/show', { ...alpha, ssid })).status).toBe(403);
+      expect((await server.get('/Session/show', { ...alpha, ssid: 'broken' })).status).toBe(403);
+      expect((await server.get('/Session/list', alpha)).json).toEqual([]);
+    };
+    await waitFor('the teardown of the failed setup to start', () => hooks.order().includes('teardown'), WAIT_MS);
+    await unknown();
+    hooks.uncue('block-teardown');
     await waitFor('the teardown of the failed setup', () => hooks.finished().includes(`teardown ${ssid} UNSET`), WAIT_MS);
-    expect((await server.get('/Session/show', { ...alpha, ssid })).status).toBe(403);
-    expect((await server.get('/Session/show', { ...alpha, ssid: 'broken' })).status).toBe(403);
-    expect((await server.get('/Session/list', alpha)).json).toEqual([]);
+    await unknown();
 
     const legacy = await server.get('/Node/get', alpha);
     expect(legacy.status).toBe(503);

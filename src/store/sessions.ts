@@ -12,6 +12,9 @@ import type { NodeStore } from './nodes.js';
 import { toSession } from './rows.js';
 import type { Database } from './schema.js';
 
+/** Not a session being set up, nor one whose setup failed (until its teardown deletes it): neither exists for its client. */
+const VISIBLE_STATES = ['active', 'done'] as const;
+
 export class SessionStore implements SessionQueries {
   constructor(
     private readonly ctx: QueryContext,
@@ -25,7 +28,15 @@ export class SessionStore implements SessionQueries {
 
   async byRef(projectId: number, ref: string): Promise<Session | undefined> {
     const bySsid = await first(this.ctx, 'sessions.bySsid', { projectId, ref }, (v) =>
-      forChange(this.ctx, this.ctx.db.selectFrom('sessions').selectAll().where('project_id', '=', v.projectId).where('ssid', '=', v.ref)),
+      forChange(
+        this.ctx,
+        this.ctx.db
+          .selectFrom('sessions')
+          .selectAll()
+          .where('project_id', '=', v.projectId)
+          .where('ssid', '=', v.ref)
+          .where('state', 'in', VISIBLE_STATES),
+      ),
     );
     if (bySsid) return toSession(bySsid);
     const row = await first(this.ctx, 'sessions.byAlias', { projectId, ref }, (v) =>
@@ -36,8 +47,7 @@ export class SessionStore implements SessionQueries {
           .selectAll()
           .where('project_id', '=', v.projectId)
           .where('alias', '=', v.ref)
-          // Not a session being set up, nor one whose setup failed: neither exists for its client.
-          .where('state', 'in', ['active', 'done'])
+          .where('state', 'in', VISIBLE_STATES)
           .orderBy(sql`case when state = 'active' then 0 else 1 end`)
           .orderBy('id', 'desc')
           .limit(1),
