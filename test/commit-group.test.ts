@@ -115,3 +115,29 @@ test('a transaction alone that fails is rolled back whole and fails with its own
   expect(await marks()).toEqual([]);
   expect(await group.run(async () => 'next')).toBe('next');
 });
+
+test("the store's transactions run their hot statements directly on the connection, and stay all-or-nothing in a group", async () => {
+  const [projectId] = (await store.transaction((tx) => tx.catalog.syncProjects([{ name: 'alpha', keyHash: 'h', policy: '{}' }]))).values();
+  const open = (ssid: string, fail: boolean) =>
+    store.transaction(async (tx) => {
+      await tx.sessions.insert({ ssid, projectId: projectId!, alias: null, createdAt: 1, expiresAt: null });
+      if (fail) throw new Error(`${ssid} fails after writing`);
+      return (await tx.sessions.byRef(projectId!, ssid))?.ssid;
+    });
+  // A read outside the transactions waits for the connection: it never sees a write of the group before its commit.
+  let readDuring: number | undefined;
+  const outcomes = await Promise.allSettled([
+    open('s1', false),
+    open('s2', true),
+    store
+      .read()
+      .sessions.active(projectId!)
+      .then((s) => (readDuring = s.length)),
+    open('s3', false),
+  ]);
+  expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+  expect(outcomes[0]).toMatchObject({ value: 's1' });
+  expect(outcomes[1]).toMatchObject({ reason: new Error('s2 fails after writing') });
+  expect([0, 2]).toContain(readDuring);
+  expect((await store.read().sessions.active(projectId!)).map((s) => s.ssid).sort()).toEqual(['s1', 's3']);
+});

@@ -87,14 +87,19 @@ function fill(shape: Shape, values: Values): CompiledQuery {
  */
 export async function run<V extends Values, R>(ctx: QueryContext, key: string, values: V, build: (values: V) => Compilable<R>): Promise<QueryResult<R>> {
   const k = shapeKey(ctx, key, values);
-  if (k === undefined) return ctx.db.executeQuery(build(values));
-  let shape = shapes.get(k);
-  if (shape === undefined) {
-    shape = compile(build as (values: Values) => Compilable<unknown>, values);
-    if (shapes.size >= MAX_SHAPES) shapes.delete(shapes.keys().next().value!);
-    shapes.set(k, shape);
+  let query: CompiledQuery<R>;
+  if (k === undefined) {
+    query = build(values).compile();
+  } else {
+    let shape = shapes.get(k);
+    if (shape === undefined) {
+      shape = compile(build as (values: Values) => Compilable<unknown>, values);
+      if (shapes.size >= MAX_SHAPES) shapes.delete(shapes.keys().next().value!);
+      shapes.set(k, shape);
+    }
+    query = fill(shape, values) as CompiledQuery<R>;
   }
-  return ctx.db.executeQuery(fill(shape, values) as CompiledQuery<R>);
+  return ctx.direct ? (ctx.direct(query) as QueryResult<R>) : ctx.db.executeQuery(query);
 }
 
 /** The rows of a cached statement. */

@@ -2,7 +2,7 @@
  * What every query module of the store shares: the database (or the transaction), its dialect,
  * and the event history that records each change in the same transaction.
  */
-import type { Kysely } from 'kysely';
+import type { CompiledQuery, Kysely, QueryResult } from 'kysely';
 import type { Dialect } from './migrations.js';
 import type { Database } from './schema.js';
 
@@ -11,7 +11,19 @@ export interface QueryContext {
   dialect: Dialect;
   /** PostgreSQL inside a transaction: rows read in order to change them are locked as they are read. */
   lockRows: boolean;
+  /**
+   * SQLite inside a transaction of the store: runs a built statement at once, on the connection
+   * that transaction holds (compiled.ts uses it for the hot statements).
+   */
+  direct?: DirectExecutor;
 }
+
+/**
+ * Runs a statement synchronously. better-sqlite3 is synchronous, and Kysely's way to it costs
+ * several promise hops a statement; a request runs a dozen statements (issue 16). Only for a
+ * transaction that holds the connection (Kysely's mutex keeps every other query out until it ends).
+ */
+export type DirectExecutor = (query: CompiledQuery) => QueryResult<unknown>;
 
 /** SQLite allows up to 32766 bound values a statement; stay far below for long id lists. */
 const ID_CHUNK = 500;

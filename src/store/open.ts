@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import type { DirectExecutor } from './context.js';
 import { PostgresQueueChannel } from './notify.js';
 import { migrationProvider } from './migrations.js';
 import { aliasPrefix, SQLITE_ALIAS_PREFIX } from './reports.js';
@@ -50,14 +51,15 @@ async function openSqliteStore(path: string): Promise<Store> {
   sqlite.function(SQLITE_ALIAS_PREFIX, { deterministic: true }, (alias: unknown, depth: unknown) =>
     aliasPrefix(typeof alias === 'string' ? alias : null, Number(depth)),
   );
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const statements = withStatementCache(sqlite);
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
   try {
     await migrate(db, 'sqlite');
   } catch (error) {
     await db.destroy();
     throw error;
   }
-  return new Store(db, 'sqlite');
+  return new Store(db, 'sqlite', null, directExecutor(statements));
 }
 
 /** Prepared statements kept: every query cinode runs, with room for the lengths of id lists. */
@@ -84,6 +86,16 @@ function withStatementCache(sqlite: SQLite.Database): Pick<SQLite.Database, 'pre
       return sqlite.close();
     },
   } as Pick<SQLite.Database, 'prepare' | 'close'>;
+}
+
+/** A statement run as Kysely's SQLite connection runs it, with the same result, but synchronously. */
+function directExecutor(statements: Pick<SQLite.Database, 'prepare'>): DirectExecutor {
+  return (query) => {
+    const statement = statements.prepare(query.sql);
+    if (statement.reader) return { rows: statement.all(query.parameters as unknown[]) };
+    const { changes, lastInsertRowid } = statement.run(query.parameters as unknown[]);
+    return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
+  };
 }
 
 function logConnectionError(error: Error): void {

@@ -7,7 +7,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { QueueChannel, Storage, StorageTx } from '../core/storage.js';
 import { CatalogStore } from './catalog-sync.js';
 import { CommitGroup } from './commit-group.js';
-import type { QueryContext } from './context.js';
+import type { DirectExecutor, QueryContext } from './context.js';
 import { isRetryableConflict } from './errors.js';
 import { History } from './history.js';
 import { IsolationStore } from './isolation.js';
@@ -46,10 +46,15 @@ export class Store implements Storage {
   /** SQLite: transactions that arrive together commit together (commit-group.ts). */
   private readonly group: CommitGroup | undefined;
 
+  /**
+   * @param direct SQLite: runs a statement on the connection at once, for the transactions of the
+   *   commit group (context.ts, DirectExecutor).
+   */
   constructor(
     readonly db: Kysely<Database>,
     readonly dialect: Dialect,
     readonly queueChannel: QueueChannel | null = null,
+    private readonly direct?: DirectExecutor,
   ) {
     this.exclusive = dialect === 'sqlite';
     this.group = dialect === 'sqlite' ? new CommitGroup(db) : undefined;
@@ -71,7 +76,7 @@ export class Store implements Storage {
   }
 
   private runOnce<T>(work: (tx: StorageTx) => Promise<T>): Promise<T> {
-    if (this.group) return this.group.run((trx) => work(queries({ db: trx, dialect: this.dialect, lockRows: false })));
+    if (this.group) return this.group.run((trx) => work(queries({ db: trx, dialect: this.dialect, lockRows: false, direct: this.direct })));
     return this.db
       .transaction()
       .execute((trx: Transaction<Database>) => work(queries({ db: trx, dialect: this.dialect, lockRows: this.dialect === 'postgres' })));
