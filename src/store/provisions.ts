@@ -17,25 +17,22 @@ export class ProvisionStore implements ProvisionQueries {
     return lockPool(this.ctx, pool);
   }
 
-  /** A command pool's ready nodes, all its nodes, and the nodes being provisioned (live claims only). */
+  /**
+   * A command pool's ready nodes, all its nodes, and the nodes being provisioned (live claims
+   * only), read in one statement: on PostgreSQL each statement sees the commits made before it
+   * began, and a provision that finished between two statements (its claim gone, its nodes added)
+   * would be in neither count, so the pool would provision past max-nodes.
+   */
   async counts(pool: string, now: number): Promise<PoolCounts> {
-    const byState = await this.ctx.db
-      .selectFrom('nodes')
-      .select(['state', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('pool', '=', pool)
-      .where('retired', '=', 0)
-      .groupBy('state')
-      .execute();
-    const provisioning = await this.ctx.db
-      .selectFrom('provisions')
-      .select((eb) => eb.fn.sum<number>('count').as('n'))
-      .where('pool', '=', pool)
-      .where('lease_until', '>', now)
+    const row = await this.ctx.db
+      .selectNoFrom((eb) => [
+        eb.selectFrom('nodes').select(eb.fn.countAll<number>().as('n')).where('pool', '=', pool).where('retired', '=', 0).as('existing'),
+        eb.selectFrom('nodes').select(eb.fn.countAll<number>().as('n')).where('pool', '=', pool).where('retired', '=', 0).where('state', '=', 'ready').as('ready'),
+        eb.selectFrom('provisions').select((p) => p.fn.sum<number>('count').as('n')).where('pool', '=', pool).where('lease_until', '>', now).as('provisioning'),
+      ])
       .executeTakeFirstOrThrow();
-    const inFlight = Number(provisioning.n ?? 0);
-    const existing = byState.reduce((sum, row) => sum + Number(row.n), 0);
-    const ready = Number(byState.find((row) => row.state === 'ready')?.n ?? 0);
-    return { ready, total: existing + inFlight, provisioning: inFlight };
+    const inFlight = Number(row.provisioning ?? 0);
+    return { ready: Number(row.ready ?? 0), total: Number(row.existing ?? 0) + inFlight, provisioning: inFlight };
   }
 
   async start(pool: string, count: number, owner: string, now: number, leaseUntil: number): Promise<number> {
