@@ -20,6 +20,7 @@ interface ComparableResult {
   measured: boolean;
   cycle?: { p50Ms: number; p99Ms: number };
   throughput?: Array<{ concurrency: number; cinodeRps: number; ratio: number; cinodeCpuUsPerRequest: number; noopCpuUsPerRequest: number }>;
+  floor?: { sqliteCpuUsPerRequest: number; statementsPerRequest: number };
   nodeGet?: Array<{ nodes: number; p50Ms: number; p99Ms: number; startupMs: number; startupPeakMiB: number }>;
   reap?: Array<{ variant: string; passMs: number }>;
   usage?: { queries: Array<{ what: string; p50Ms: number }>; scrape: { p50Ms: number } };
@@ -43,6 +44,8 @@ export function figures(r: ComparableResult): Map<string, Figure> {
     lower(`${t.concurrency} clients: CPU us/req`, t.cinodeCpuUsPerRequest);
     lower(`${t.concurrency} clients: CPU per request vs the no-op server's`, t.cinodeCpuUsPerRequest / t.noopCpuUsPerRequest);
   }
+  lower('SQLite alone: CPU us/req', r.floor?.sqliteCpuUsPerRequest);
+  lower('statements a request', r.floor?.statementsPerRequest);
   for (const n of r.nodeGet ?? []) {
     lower(`/Node/get p50 ms, ${n.nodes} nodes`, n.p50Ms);
     lower(`/Node/get p99 ms, ${n.nodes} nodes`, n.p99Ms);

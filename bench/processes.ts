@@ -125,8 +125,13 @@ export class ServerProcess {
     return new ServerProcess(name, child, port.port, port.at - started, port.at, exited, () => stderr);
   }
 
+  /** The arguments (after `node`) that start cinode on `configPath`, on a port of its choice. */
+  static cinodeArgv(configPath: string): string[] {
+    return [CLI_PATH, 'serve', '--config', configPath, '--listen', '127.0.0.1:0'];
+  }
+
   static cinode(configPath: string, logFile: string): Promise<ServerProcess> {
-    return ServerProcess.start('cinode', [CLI_PATH, 'serve', '--config', configPath, '--listen', '127.0.0.1:0'], logFile);
+    return ServerProcess.start('cinode', ServerProcess.cinodeArgv(configPath), logFile);
   }
 
   static noop(logFile: string): Promise<ServerProcess> {

@@ -28,6 +28,7 @@ import { postgresDatabases, redact, sqliteDatabases, type Databases, type Engine
 import { closedLoop, HttpTarget, json, summary, tally, type Cycle, type LoadResult } from './load.js';
 import { BENCH_PROJECT, configYaml, REAP_PROJECTS, REPO_ROOT, ServerProcess, type Project } from './processes.js';
 import { usageScenario, type UsageResult } from './usage.js';
+import { databaseFloor, type FloorResult } from './floor.js';
 import { queueScenario, type QueueResult } from './queue.js';
 import { runSoak } from './soak.js';
 
@@ -150,6 +151,8 @@ interface EngineResult {
   databaseVersion?: string;
   cycle?: CycleResult;
   throughput?: ThroughputRow[];
+  /** SQLite: the statements of a request replayed on SQLite alone (bench/floor.ts). */
+  floor?: FloorResult;
   nodeGet?: NodeGetRow[];
   reap?: ReapResult[];
   reapMethod?: string;
@@ -397,7 +400,7 @@ async function throughputPoint(cinodeServer: ServerProcess, noopServer: ServerPr
   };
 }
 
-/** CINODE_BENCH_ONLY=cycle,throughput,inventory,reap,usage,queue runs just those scenarios (for working on one). */
+/** CINODE_BENCH_ONLY=cycle,throughput,floor,inventory,reap,usage,queue runs just those scenarios (for working on one). */
 const ONLY = process.env.CINODE_BENCH_ONLY?.split(',').map((s) => s.trim());
 
 async function scenario(result: EngineResult, name: string, work: () => Promise<void>, id: string): Promise<void> {
@@ -451,6 +454,18 @@ async function runEngine(ws: Workspace, db: Databases): Promise<EngineResult> {
     peaks[`throughput (${CONCURRENCIES.join('/')} clients)`] = round(server.peakMiB(), 1);
   }, 'throughput');
   await main?.stop();
+  if (db.engine === 'sqlite') {
+    await scenario(
+      result,
+      "the database's floor (SQLite alone replaying a request's statements)",
+      async () => {
+        const configPath = ws.file('floor.yaml');
+        writeFileSync(configPath, configYaml({ database: `sqlite:${ws.file('floor.db')}`, reaperInterval: '1s', nodes: MAIN_POOL, projects: [BENCH_PROJECT] }));
+        result.floor = await databaseFloor(configPath, ws.file('floor.log'), ws.file('floor.trace'), (i) => ws.file(`floor-replay-${i}.db`));
+      },
+      'floor',
+    );
+  }
 
   result.nodeGet = [];
   await scenario(result, `/Node/get with ${INVENTORY_SIZES.join(', ')} nodes`, async () => {
@@ -505,6 +520,14 @@ async function runEngine(ws: Workspace, db: Databases): Promise<EngineResult> {
   return result;
 }
 
+/** The no-op server's CPU per request at one client, and the floor (SQLite alone + that) as a multiple of it. */
+function floorVsNoop(r: EngineResult): [string, string] {
+  const noop = r.throughput?.find((t) => t.concurrency === 1)?.noopCpuUsPerRequest;
+  if (!r.floor || noop === undefined) return ['not measured', 'not measured'];
+  const floor = r.floor.sqliteCpuUsPerRequest + noop;
+  return [`${noop} us`, `${floor} us = ${round(floor / noop, 1)}x the no-op server's`];
+}
+
 /** Issue 16's targets: the hot path against the no-op server on the same stack. */
 function hotPathTargets(r: EngineResult): Target[] {
   const out: Target[] = [];
@@ -534,6 +557,13 @@ function hotPathTargets(r: EngineResult): Target[] {
         pass: t.cinodeRps >= 2000 && t.cinodeErrors === 0,
       });
     }
+  }
+  if (r.floor) {
+    out.push({
+      target: "reference: the database's floor, a request's statements on SQLite alone + the no-op server (2b)",
+      measured: floorVsNoop(r)[1],
+      pass: null,
+    });
   }
   const small = r.nodeGet?.find((n) => n.nodes === 100);
   const large = r.nodeGet?.find((n) => n.nodes === 100_000);
@@ -638,6 +668,20 @@ function report(r: EngineResult, baseline: Baseline | undefined): string {
     );
     out.push('  CPU us/req: user + system time of the server process per request (/proc/PID/stat), less disturbed by other load than req/s.');
     for (const t of r.throughput) if (t.errorSample) out.push(`  first error at ${t.concurrency} clients: ${t.errorSample}`);
+  }
+  if (r.floor) {
+    const f = r.floor;
+    out.push(
+      `\n2b. The database's floor: the statements cinode ran for ${f.requests} requests of scenario 2 (one client), replayed on SQLite alone ` +
+        `(better-sqlite3, no cinode code; bench/floor.ts)`,
+    );
+    out.push(
+      table(
+        ['statements a request', 'SQLite alone: CPU us/req', 'no-op server: CPU us/req (1 client)', 'floor: SQLite + no-op server'],
+        [[f.statementsPerRequest, `${f.sqliteCpuUsPerRequest} [${f.sqliteCpuUsSpread.min}-${f.sqliteCpuUsSpread.max}]`, ...floorVsNoop(r)]],
+      ),
+    );
+    if (f.failedStatements > 0) out.push(`  ${f.failedStatements} statements failed in the replay as they did in cinode (handled there).`);
   }
   if (r.nodeGet && r.nodeGet.length > 0) {
     out.push(

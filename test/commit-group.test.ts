@@ -2,7 +2,7 @@
  * SQLite's commit group (src/store/commit-group.ts): transactions that arrive together share one
  * commit, yet each stays all-or-nothing. Runs on a real SQLite file (the group is SQLite's only).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -140,4 +140,21 @@ test("the store's transactions run their hot statements directly on the connecti
   expect(outcomes[1]).toMatchObject({ reason: new Error('s2 fails after writing') });
   expect([0, 2]).toContain(readDuring);
   expect((await store.read().sessions.active(projectId!)).map((s) => s.ssid).sort()).toEqual(['s1', 's3']);
+});
+
+test('with a SQL trace, every statement a transaction runs is appended to the file with its values', async () => {
+  const trace = join(dir, 'trace.jsonl');
+  const traced = await openStore(`sqlite:${join(dir, 'traced.db')}`, { sqlTrace: trace });
+  try {
+    await traced.transaction((tx) => tx.catalog.syncProjects([{ name: 'alpha', keyHash: 'hash-of-alpha', policy: '{}' }]));
+  } finally {
+    await traced.close();
+  }
+  const statements = readFileSync(trace, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { sql: string; parameters: unknown[] });
+  const from = statements.findLastIndex((s) => s.sql === 'begin');
+  expect(statements[statements.length - 1]).toEqual({ sql: 'commit', parameters: [] });
+  expect(statements.slice(from).some((s) => s.sql.startsWith('insert into "projects"') && s.parameters.includes('hash-of-alpha'))).toBe(true);
 });

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
 import { configYaml, KEYS, removeDir, send, waitFor } from './support/server.js';
 
 const MAIN = join(process.cwd(), 'lib/cli/main.js');
@@ -19,8 +20,8 @@ interface Run {
   exit: Promise<number | null>;
 }
 
-function runServe(args: string[]): Run {
-  const child = spawn(process.execPath, [MAIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function runServe(args: string[], env: NodeJS.ProcessEnv = process.env): Run {
+  const child = spawn(process.execPath, [MAIN, 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const run: Run = { child, stdout: [], stderr: [], exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
   child.stdout!.on('data', (chunk: Buffer) => run.stdout.push(chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => run.stderr.push(chunk.toString()));
@@ -113,6 +114,57 @@ test('serves, reloads on SIGHUP, stops on SIGTERM with exit 0; the key never rea
     expect(logs).toMatch(/cinode stopped/);
   } finally {
     run.child.kill('SIGKILL');
+  }
+});
+
+test('CINODE_SQL_TRACE (SQLite): every statement with its values, one JSON line each, and replaying them makes the same database', async () => {
+  const database = join(dir, 'traced.db');
+  const trace = join(dir, 'statements.jsonl');
+  const path = join(dir, 'cinode.yaml');
+  writeFileSync(path, configYaml(dir, { pools: [{ name: 'p', nodes: 3 }] }).replace(/^database: .*$/m, `database: ${JSON.stringify(`sqlite:${database}`)}`));
+  const run = runServe(['--config', path, '--listen', '127.0.0.1:0'], { ...process.env, CINODE_SQL_TRACE: trace });
+  let ssid: string;
+  try {
+    await waitFor('the listening line', () => /cinode listening on http:\/\/127\.0\.0\.1:\d+/.test(run.stderr.join('')), 30_000);
+    const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(run.stderr.join(''))![1]!;
+    const got = await send(`${url}/Node/get?key=${KEYS.alpha}&count=2`);
+    expect(got.status).toBe(200);
+    ssid = (got.json as { ssid: string }).ssid;
+    expect((await send(`${url}/Node/done?key=${KEYS.alpha}&ssid=${ssid}`)).status).toBe(200);
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+  } finally {
+    run.child.kill('SIGKILL');
+  }
+
+  const text = readFileSync(trace, 'utf8');
+  expect(text).not.toContain(KEYS.alpha);
+  const statements = text
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { sql: string; parameters: unknown[] });
+  expect(statements.map((s) => s.sql)).toEqual(expect.arrayContaining(['begin', 'commit']));
+  const opened = statements.find((s) => s.sql.startsWith('insert into "sessions"'));
+  expect(opened?.parameters).toContain(ssid);
+
+  // The benchmark's database floor (bench/floor.ts) rests on this: the same statements in the same
+  // order on a new file leave the very same rows.
+  const replayed = new SQLite(join(dir, 'replayed.db'));
+  const original = new SQLite(database, { readonly: true });
+  try {
+    for (const { sql, parameters } of statements) {
+      const statement = replayed.prepare(sql);
+      if (statement.reader) statement.all(parameters);
+      else statement.run(parameters);
+    }
+    for (const table of ['sessions', 'nodes', 'session_nodes', 'events']) {
+      const rows = (db: SQLite.Database) => db.prepare(`select * from ${table} order by rowid`).all();
+      expect(rows(original).length).toBeGreaterThan(0);
+      expect(rows(replayed)).toEqual(rows(original));
+    }
+  } finally {
+    replayed.close();
+    original.close();
   }
 });
 

@@ -9,6 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { SERVER_ENV } from '../api/env.js';
 import { AdminService } from '../core/admin.js';
 import type { NodeEvent } from '../core/lifecycle.js';
 import type { Node } from '../core/model.js';
@@ -153,9 +154,10 @@ function replicaName(configPath: string, listen: { host: string; port: number })
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const initial = loadConfig(options.configPath, options.env ?? process.env);
+  const env = options.env ?? process.env;
+  const initial = loadConfig(options.configPath, env);
   checkConfigFiles(initial, options.configPath);
-  const store = await openStore(initial.database).catch((error: unknown) => {
+  const store = await openStore(initial.database, { sqlTrace: env[SERVER_ENV.SqlTrace] }).catch((error: unknown) => {
     throw databaseError(initial.database, error);
   });
   /** What has been started so far, undone in reverse when the start fails past this point. */

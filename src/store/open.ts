@@ -1,7 +1,7 @@
 /**
  * Opens the database named by the configuration's `database:` and brings its schema up to date.
  */
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
@@ -30,15 +30,21 @@ export interface OpenOptions {
   poolSize?: number;
   /** PostgreSQL: how long a query waits for a connection before failing with 503 (default 5 s). */
   connectTimeoutMs?: number;
+  /**
+   * SQLite: a file to which every statement run is appended with its parameters, one JSON line
+   * each (`{"sql": ..., "parameters": [...]}`). The benchmark replays it on SQLite alone to measure
+   * the database's own share of a request (bench/floor.ts). It slows every statement.
+   */
+  sqlTrace?: string;
 }
 
 export async function openStore(url: string, options: OpenOptions = {}): Promise<Store> {
-  if (url.startsWith(SQLITE_PREFIX)) return openSqliteStore(url.slice(SQLITE_PREFIX.length));
+  if (url.startsWith(SQLITE_PREFIX)) return openSqliteStore(url.slice(SQLITE_PREFIX.length), options.sqlTrace);
   if (POSTGRES_URL.test(url)) return openPostgresStore(url, options);
   throw new Error(`database: ${JSON.stringify(url)} is not supported; use sqlite:PATH or postgres://USER@HOST/DB`);
 }
 
-async function openSqliteStore(path: string): Promise<Store> {
+async function openSqliteStore(path: string, sqlTrace?: string): Promise<Store> {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SQLite(path);
   // WAL lets readers run beside the writer; NORMAL sync is durable across a process crash,
@@ -51,7 +57,8 @@ async function openSqliteStore(path: string): Promise<Store> {
   sqlite.function(SQLITE_ALIAS_PREFIX, { deterministic: true }, (alias: unknown, depth: unknown) =>
     aliasPrefix(typeof alias === 'string' ? alias : null, Number(depth)),
   );
-  const statements = withStatementCache(sqlite);
+  const cached = withStatementCache(sqlite);
+  const statements = sqlTrace ? tracing(cached, sqlTrace) : cached;
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
   try {
     await migrate(db, 'sqlite');
@@ -62,6 +69,8 @@ async function openSqliteStore(path: string): Promise<Store> {
   return new Store(db, 'sqlite', null, directExecutor(statements));
 }
 
+type Statements = Pick<SQLite.Database, 'prepare' | 'close'>;
+
 /** Prepared statements kept: every query cinode runs, with room for the lengths of id lists. */
 const STATEMENT_CACHE_SIZE = 256;
 
@@ -69,7 +78,7 @@ const STATEMENT_CACHE_SIZE = 256;
  * Kysely prepares every query anew, and preparing costs more than running the small queries
  * cinode makes. Kysely runs one query at a time on the connection, so a statement can be reused.
  */
-function withStatementCache(sqlite: SQLite.Database): Pick<SQLite.Database, 'prepare' | 'close'> {
+function withStatementCache(sqlite: SQLite.Database): Statements {
   const cache = new Map<string, SQLite.Statement>();
   return {
     prepare(source: string) {
@@ -85,7 +94,35 @@ function withStatementCache(sqlite: SQLite.Database): Pick<SQLite.Database, 'pre
       cache.clear();
       return sqlite.close();
     },
-  } as Pick<SQLite.Database, 'prepare' | 'close'>;
+  } as Statements;
+}
+
+/** The statements of `statements`, each run appended to the file `path` (OpenOptions.sqlTrace). */
+function tracing(statements: Statements, path: string): Statements {
+  const fd = openSync(path, 'a');
+  const record = (sql: string, parameters: unknown[]) => writeSync(fd, `${JSON.stringify({ sql, parameters })}\n`);
+  return {
+    prepare(source: string) {
+      const statement = statements.prepare(source);
+      return {
+        get reader() {
+          return statement.reader;
+        },
+        all(parameters: unknown[]) {
+          record(source, parameters);
+          return statement.all(parameters);
+        },
+        run(parameters: unknown[]) {
+          record(source, parameters);
+          return statement.run(parameters);
+        },
+      };
+    },
+    close() {
+      closeSync(fd);
+      return statements.close();
+    },
+  } as Statements;
 }
 
 /** A statement run as Kysely's SQLite connection runs it, with the same result, but synchronously. */
