@@ -28472,6 +28472,8 @@ const CLIENT_ENV = {
 /** What `cinode serve` and `cinode config check` read: the configuration file, when no --config names it. */
 const SERVER_ENV = {
     Config: 'CINODE_CONFIG',
+    /** `cinode serve` on SQLite: a file to append every statement to (the benchmark's database floor, bench/floor.ts). */
+    SqlTrace: 'CINODE_SQL_TRACE',
 };
 /** Where `cinode serve` looks for its configuration after --config and CINODE_CONFIG. */
 const DEFAULT_CONFIG_PATH = '/etc/cinode/cinode.yaml';
