@@ -152,28 +152,22 @@ export class NodeStore implements NodeQueries {
   }
 
   async countInUse(projectId: number): Promise<number> {
-    // Two counts, each by an index that holds only the sessions it needs: one query for both
-    // states (`in`) made SQLite read every session the project ever had, on every /Node/get.
-    const active = await first(this.ctx, 'nodes.countInUse', { projectId }, (v) =>
-      this.ctx.db
-        .selectFrom('nodes')
-        .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('sessions.project_id', '=', v.projectId)
-        .where('sessions.state', '=', 'active'),
-    );
-    // A session being set up (isolation hooks) holds its nodes already.
-    const settingUp = await first(this.ctx, 'nodes.countInSetup', { projectId }, (v) =>
-      this.ctx.db
-        .selectFrom('nodes')
-        .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('sessions.state', '=', 'setup')
-        .where('sessions.project_id', '=', v.projectId),
-    );
-    return Number(active!.n) + Number(settingUp!.n);
+    // Two counts, each by an index that holds only the sessions it needs (one count of both
+    // states with `in` made SQLite read every session the project ever had, on every /Node/get),
+    // in one statement: on PostgreSQL, a session whose setup finished between two statements would
+    // be in neither count. A session being set up (isolation hooks) holds its nodes already.
+    const row = await first(this.ctx, 'nodes.countInUse', { projectId }, (v) => {
+      const inState = (state: 'active' | 'setup') =>
+        this.ctx.db
+          .selectFrom('nodes')
+          .innerJoin('sessions', 'sessions.id', 'nodes.session_id')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('sessions.project_id', '=', v.projectId)
+          .where('sessions.state', '=', state);
+      return this.ctx.db.selectNoFrom([inState('active').as('active'), inState('setup').as('setup')]);
+    });
+    return Number(row!.active) + Number(row!.setup);
   }
-
 
   async countFailedAndHeld(projectId: number): Promise<number> {
     const held = await this.ctx.db
