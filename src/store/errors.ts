@@ -51,8 +51,20 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return typeof message === 'string' && UNAVAILABLE_MESSAGES.some((pattern) => pattern.test(message));
 }
 
-/** PostgreSQL aborted the transaction to resolve a lock conflict: running it again is safe. */
+/**
+ * PostgreSQL refused a statement prepared before a table it reads changed (another replica's
+ * migration added a column under a `select *`). open.ts then prepares every statement anew.
+ */
+export function isStalePlan(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === '0A000' && typeof message === 'string' && message.includes('cached plan must not change result type');
+}
+
+/**
+ * PostgreSQL aborted the transaction to resolve a lock conflict, or refused a stale prepared
+ * statement: running it again is safe.
+ */
 export function isRetryableConflict(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
-  return code === '40001' || code === '40P01';
+  return code === '40001' || code === '40P01' || isStalePlan(error);
 }

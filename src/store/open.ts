@@ -7,6 +7,7 @@ import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import type { DirectExecutor } from './context.js';
+import { isStalePlan } from './errors.js';
 import { PostgresQueueChannel } from './notify.js';
 import { migrationProvider } from './migrations.js';
 import { aliasPrefix, SQLITE_ALIAS_PREFIX } from './reports.js';
@@ -173,6 +174,7 @@ async function openPostgresStore(url: string, options: OpenOptions = {}): Promis
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
   });
+  prepareByName(pool);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   try {
     await migrate(db, 'postgres');
@@ -181,6 +183,53 @@ async function openPostgresStore(url: string, options: OpenOptions = {}): Promis
     throw error;
   }
   return new Store(db, 'postgres', new PostgresQueueChannel(db, url));
+}
+
+/**
+ * Statement texts prepared by name in a process (each connection keeps a plan for each on the
+ * server); any beyond run unnamed. A request's statements are a few dozen texts.
+ */
+const MAX_PREPARED = 128;
+/** What is worth preparing: queries and changes, not transaction control or schema changes. */
+const PREPARABLE = /^(select|insert|update|delete|with) /;
+/** Statements with more values are bulk work with id lists, whose every length is a text of its own. */
+const MAX_PREPARED_VALUES = 16;
+
+/**
+ * PostgreSQL parses and plans an unnamed statement on every run, and a named one once per
+ * connection. The store runs few statements, always the same texts (compiled.ts), so each text
+ * gets a name the first time it is seen, up to MAX_PREPARED texts; `pg` prepares a name on a
+ * connection the first time that connection runs it (issue 16: PostgreSQL shares the machine).
+ *
+ * A statement prepared before another replica's migration changed its table is refused
+ * (errors.ts, isStalePlan). Every name is then given up: the next generation of names is prepared
+ * anew on each connection, and the store runs the refused transaction again.
+ */
+function prepareByName(pool: pg.Pool): void {
+  let generation = 0;
+  let names = new Map<string, string>();
+  const nameOf = (text: string, values: readonly unknown[]): string | undefined => {
+    let name = names.get(text);
+    if (name === undefined && names.size < MAX_PREPARED && values.length <= MAX_PREPARED_VALUES && PREPARABLE.test(text)) {
+      names.set(text, (name = `cinode_${generation}_${names.size}`));
+    }
+    return name;
+  };
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    client.query = ((...args: unknown[]) => {
+      const [text, values] = args;
+      const name = typeof text === 'string' && Array.isArray(values) && args.length === 2 ? nameOf(text, values) : undefined;
+      if (name === undefined) return query(...args);
+      return (query({ name, text, values }) as Promise<unknown>).catch((error: unknown) => {
+        if (isStalePlan(error) && names.get(text as string) === name) {
+          generation++;
+          names = new Map();
+        }
+        throw error;
+      });
+    }) as typeof client.query;
+  });
 }
 
 async function migrate(db: Kysely<Database>, dialect: 'sqlite' | 'postgres'): Promise<void> {
