@@ -65,7 +65,6 @@ export interface Pool {
   command: CommandPoolSettings | null;
 }
 
-
 /** The session a hook runs for: who holds it and what its setup said. */
 export interface HookSession {
   ssid: string;

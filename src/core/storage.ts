@@ -5,8 +5,7 @@
  */
 import type { EventView } from '../api/types.js';
 import type { NodeMove } from './lifecycle.js';
-import type { EndReason, NodeState } from '../api/states.js';
-import type { HookName } from '../api/states.js';
+import type { EndReason, HookName, NodeState } from '../api/states.js';
 import type { HookSession, Node, Session } from './model.js';
 
 /** What a state change is about, for the event history. */

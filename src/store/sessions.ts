@@ -27,33 +27,24 @@ export class SessionStore implements SessionQueries {
   }
 
   async byRef(projectId: number, ref: string): Promise<Session | undefined> {
-    const bySsid = await first(this.ctx, 'sessions.bySsid', { projectId, ref }, (v) =>
-      forChange(
-        this.ctx,
-        this.ctx.db
-          .selectFrom('sessions')
-          .selectAll()
-          .where('project_id', '=', v.projectId)
-          .where('ssid', '=', v.ref)
-          .where('state', 'in', VISIBLE_STATES),
-      ),
-    );
+    const bySsid = await first(this.ctx, 'sessions.bySsid', { projectId, ref }, (v) => forChange(this.ctx, this.visible(v.projectId).where('ssid', '=', v.ref)));
     if (bySsid) return toSession(bySsid);
     const row = await first(this.ctx, 'sessions.byAlias', { projectId, ref }, (v) =>
       forChange(
         this.ctx,
-        this.ctx.db
-          .selectFrom('sessions')
-          .selectAll()
-          .where('project_id', '=', v.projectId)
+        this.visible(v.projectId)
           .where('alias', '=', v.ref)
-          .where('state', 'in', VISIBLE_STATES)
           .orderBy(sql`case when state = 'active' then 0 else 1 end`)
           .orderBy('id', 'desc')
           .limit(1),
       ),
     );
     return row ? toSession(row) : undefined;
+  }
+
+  /** The project's sessions its client may know of (VISIBLE_STATES). */
+  private visible(projectId: number) {
+    return this.ctx.db.selectFrom('sessions').selectAll().where('project_id', '=', projectId).where('state', 'in', VISIBLE_STATES);
   }
 
   async activeByAlias(projectId: number, alias: string): Promise<Session | undefined> {
