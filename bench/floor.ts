@@ -12,8 +12,8 @@
  * measured pairs are timed by the process's CPU time (user + system, as the server's is).
  */
 import { readFileSync } from 'node:fs';
-import SQLite from 'better-sqlite3';
-import { aliasPrefix, SQLITE_ALIAS_PREFIX } from '../src/store/reports.js';
+import type SQLite from 'better-sqlite3';
+import { openSqlite } from '../src/store/open.js';
 import { SERVER_ENV } from '../src/api/env.js';
 import { HttpTarget, json } from './load.js';
 import { BENCH_PROJECT, ServerProcess } from './processes.js';
@@ -33,9 +33,17 @@ export interface FloorResult {
   failedStatements: number;
 }
 
-interface TracedStatement {
+export interface TracedStatement {
   sql: string;
   parameters: unknown[];
+}
+
+/** The statements of a trace file (CINODE_SQL_TRACE), in the order they ran. */
+export function readTrace(path: string): TracedStatement[] {
+  return readFileSync(path, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line) as TracedStatement);
 }
 
 function countLines(path: string): number {
@@ -73,10 +81,7 @@ export async function databaseFloor(configPath: string, logFile: string, tracePa
   } finally {
     await server.stop();
   }
-  const trace = readFileSync(tracePath, 'utf8')
-    .split('\n')
-    .slice(0, measured.to)
-    .map((line) => JSON.parse(line) as TracedStatement);
+  const trace = readTrace(tracePath).slice(0, measured.to);
   const requests = 2 * FLOOR_PAIRS;
   const replays = Array.from({ length: REPLAYS }, (_, i) => replay(trace, measured.from, replayFile(i)));
   const perRequest = replays.map((r) => r.cpuUs / requests).sort((a, b) => a - b);
@@ -89,14 +94,12 @@ export async function databaseFloor(configPath: string, logFile: string, tracePa
   };
 }
 
-/** Replays `trace` into a new database at `file`; the CPU time of the lines from `from` on. */
-function replay(trace: readonly TracedStatement[], from: number, file: string): { cpuUs: number; failed: number } {
-  const db = new SQLite(file);
-  // As src/store/open.ts opens it.
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  db.function(SQLITE_ALIAS_PREFIX, { deterministic: true }, (alias: unknown, depth: unknown) => aliasPrefix(typeof alias === 'string' ? alias : null, Number(depth)));
+/**
+ * Replays `trace` into a new database at `file`, opened as the store opens its own; the CPU time
+ * of the lines from `from` on, and how many statements failed.
+ */
+export function replay(trace: readonly TracedStatement[], from: number, file: string): { cpuUs: number; failed: number } {
+  const db = openSqlite(file);
   const prepared = new Map<string, SQLite.Statement>();
   let failed = 0;
   const run = ({ sql, parameters }: TracedStatement) => {

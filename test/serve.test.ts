@@ -9,6 +9,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
+import { readTrace, replay } from '../bench/floor.js';
 import { configYaml, KEYS, removeDir, send, waitFor } from './support/server.js';
 
 const MAIN = join(process.cwd(), 'lib/cli/main.js');
@@ -137,26 +138,18 @@ test('CINODE_SQL_TRACE (SQLite): every statement with its values, one JSON line 
     run.child.kill('SIGKILL');
   }
 
-  const text = readFileSync(trace, 'utf8');
-  expect(text).not.toContain(KEYS.alpha);
-  const statements = text
-    .trimEnd()
-    .split('\n')
-    .map((line) => JSON.parse(line) as { sql: string; parameters: unknown[] });
+  expect(readFileSync(trace, 'utf8')).not.toContain(KEYS.alpha);
+  const statements = readTrace(trace);
   expect(statements.map((s) => s.sql)).toEqual(expect.arrayContaining(['begin', 'commit']));
   const opened = statements.find((s) => s.sql.startsWith('insert into "sessions"'));
   expect(opened?.parameters).toContain(ssid);
 
-  // The benchmark's database floor (bench/floor.ts) rests on this: the same statements in the same
-  // order on a new file leave the very same rows.
-  const replayed = new SQLite(join(dir, 'replayed.db'));
+  // The benchmark's database floor rests on this: its replay (bench/floor.ts) of the same
+  // statements in the same order on a new file leaves the very same rows.
+  expect(replay(statements, 0, join(dir, 'replayed.db')).failed).toBe(0);
+  const replayed = new SQLite(join(dir, 'replayed.db'), { readonly: true });
   const original = new SQLite(database, { readonly: true });
   try {
-    for (const { sql, parameters } of statements) {
-      const statement = replayed.prepare(sql);
-      if (statement.reader) statement.all(parameters);
-      else statement.run(parameters);
-    }
     for (const table of ['sessions', 'nodes', 'session_nodes', 'events']) {
       const rows = (db: SQLite.Database) => db.prepare(`select * from ${table} order by rowid`).all();
       expect(rows(original).length).toBeGreaterThan(0);

@@ -45,8 +45,8 @@ export async function openStore(url: string, options: OpenOptions = {}): Promise
   throw new Error(`database: ${JSON.stringify(url)} is not supported; use sqlite:PATH or postgres://USER@HOST/DB`);
 }
 
-async function openSqliteStore(path: string, sqlTrace?: string): Promise<Store> {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+/** A SQLite connection set up as the store uses it (the bench's replay opens its file the same way). */
+export function openSqlite(path: string): SQLite.Database {
   const sqlite = new SQLite(path);
   // WAL lets readers run beside the writer; NORMAL sync is durable across a process crash,
   // which is the failure a CI lending service meets (a power cut may lose the last commits).
@@ -58,6 +58,12 @@ async function openSqliteStore(path: string, sqlTrace?: string): Promise<Store> 
   sqlite.function(SQLITE_ALIAS_PREFIX, { deterministic: true }, (alias: unknown, depth: unknown) =>
     aliasPrefix(typeof alias === 'string' ? alias : null, Number(depth)),
   );
+  return sqlite;
+}
+
+async function openSqliteStore(path: string, sqlTrace?: string): Promise<Store> {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const sqlite = openSqlite(path);
   const cached = withStatementCache(sqlite);
   const statements = sqlTrace ? tracing(cached, sqlTrace) : cached;
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
